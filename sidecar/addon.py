@@ -1,0 +1,288 @@
+"""The mitmproxy addon: turn each intercepted call into facts, ask the policy, rewrite the flow.
+
+Only this module and ``cli.py`` know mitmproxy. The addon fails closed: from ``requestheaders``
+on, an intercepted flow points at a sentinel host that ``server_connect`` refuses, so nothing
+reaches the original destination unless ``request`` routed it; every hook turns an exception
+into an OpenAI-format error response instead of letting mitmproxy forward the flow unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import server_hooks
+
+from sidecar.errors import InternalError, SidecarError, UpstreamError, render_openai_error
+from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
+from sidecar.latency import LatencyTracker
+from sidecar.policy import Health, RouteDecision, Target, choose_route
+from sidecar.providers import openai_compat
+from sidecar.rules import RuleSet, load_rules, unavailable_providers
+
+log = logging.getLogger("sidecar")
+
+SENTINEL_HOST = "fail-closed.model-router.invalid"
+ROUTED_SUFFIX = "/chat/completions"
+LISTENER_NAMES = {"regular": "proxy", "reverse": "reverse", "transparent": "transparent"}
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What the sidecar did with one flow: ``flow.metadata["sidecar"]``."""
+
+    facts: RequestFacts | None = None
+    decision: RouteDecision | None = None
+    target: Target | None = None
+    provider_type: str = "openai"
+    started: float = 0.0
+    overhead_ms: float = 0.0
+    original: tuple[str, str, int, str] = ("", "", 0, "")  # scheme, host, port, path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Sidecar:
+    def __init__(
+        self, *, latency: LatencyTracker | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.rules: RuleSet | None = None
+        self.latency = latency or LatencyTracker()
+        self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.health = Health()
+        self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "sidecar_rules", str, "rules.yaml",
+            "Path of the routing rules (rules.yaml): intercepted hosts, providers, models, "
+            "defaults and per-app routes.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "sidecar_rules" in updated:
+            try:
+                rules = load_rules(ctx.options.sidecar_rules)
+            except SidecarError as e:
+                raise exceptions.OptionsError(str(e)) from e
+            self.use_rules(rules)
+
+    def use_rules(self, rules: RuleSet) -> None:
+        self.health = Health(providers_down=unavailable_providers(rules, self.environ))
+        self.rules = rules
+        for name, reason in self.health.providers_down.items():
+            log.warning("provider %s is unavailable: %s", name, reason)
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        user = proxy_user(flow.request.headers.get("proxy-authorization", ""))
+        if user:
+            self._proxy_users[flow.client_conn] = user
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or not self._intercepted(flow):
+            return
+        req = flow.request
+        state = FlowState(started=self.clock(),
+                          original=(req.scheme, req.pretty_host.lower(), req.port, req.path))
+        flow.metadata["sidecar"] = state
+        req.host = SENTINEL_HOST  # fail closed until `request` has routed the flow
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get("sidecar")
+        if not isinstance(state, FlowState) or flow.response or flow.error or not flow.live:
+            return
+        try:
+            self._route(flow, state)
+        except SidecarError as e:
+            respond_error(flow, e)
+        except Exception:  # noqa: BLE001 - a bug must answer the app, never forward the flow
+            log.exception("routing failed; answering 502 (fail closed)")
+            respond_error(flow, InternalError("The model-router sidecar failed to route this "
+                                              "request; it was not forwarded."))
+        state.overhead_ms = (self.clock() - state.started) * 1000
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        address = data.server.address
+        if address is not None and address[0] == SENTINEL_HOST:
+            data.server.error = "model-router: refusing to forward an unrouted request"
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get("sidecar")
+        if not isinstance(state, FlowState) or flow.response is None:
+            return
+        try:
+            add_router_headers(flow.response.headers, state)
+            if state.facts is not None and state.facts.stream and flow.response.status_code < 300:
+                flow.response.stream = StreamTimer(self, state)
+        except Exception:  # noqa: BLE001
+            log.exception("responseheaders failed")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get("sidecar")
+        if not isinstance(state, FlowState) or state.target is None or flow.response is None:
+            return
+        if "x-model-router-app" not in flow.response.headers:
+            add_router_headers(flow.response.headers, state)  # answered by the sidecar itself
+        if flow.response.stream or flow.response.status_code >= 300:
+            return
+        try:
+            usage = (flow.response.json() or {}).get("usage") or {}
+        except (ValueError, AttributeError):
+            usage = {}
+        self.latency.record(state.target.name, duration=self.clock() - state.started,
+                            output_tokens=usage.get("completion_tokens"))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        state = flow.metadata.get("sidecar")
+        if isinstance(state, FlowState) and state.target is not None and flow.error:
+            log.warning("upstream %s failed: %s", state.target.provider, flow.error.msg)
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def _intercepted(self, flow: http.HTTPFlow) -> bool:
+        rules = self.rules
+        if rules is None:
+            return False
+        if flow.client_conn.proxy_mode.type_name == "reverse":
+            return True
+        return rules.intercept_for(flow.request.pretty_host.lower(), flow.request.port) is not None
+
+    def _route(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        rules = self.rules
+        assert rules is not None
+        req = flow.request
+        scheme, host, port, path = state.original
+        client = dict(
+            listener=LISTENER_NAMES.get(flow.client_conn.proxy_mode.type_name, "proxy"),
+            client_ip=flow.client_conn.peername[0] if flow.client_conn.peername else "",
+            proxy_user=self._proxy_users.get(flow.client_conn)
+            or proxy_user(req.headers.get("proxy-authorization", "")),
+            headers=LowerHeaders(req.headers), host=host, port=port, path=path,
+        )
+        if req.method == "POST" and path.split("?")[0].endswith(ROUTED_SUFFIX):
+            body = parse_chat_body(req.get_content(strict=False))
+            facts = facts_from_chat(body, **client)
+        else:
+            body, facts = None, RequestFacts(model="", **client)
+        decision = choose_route(facts, rules, self.latency, health=self.health)
+        state.facts, state.decision = facts, decision
+        target = decision.target
+        if decision.shadow and decision.kind != "passthrough":
+            target = Target(rules.intercept_for(host, port).provider  # type: ignore[union-attr]
+                            if rules.intercept_for(host, port) else rules.intercept[0].provider,
+                            facts.model, rules.catalog.find(facts.model))
+        self._send_to(flow, state, target, body)
+
+    def _send_to(
+        self, flow: http.HTTPFlow, state: FlowState, target: Target, body: dict[str, Any] | None
+    ) -> None:
+        rules = self.rules
+        assert rules is not None
+        provider = rules.providers[target.provider]
+        if provider.type != "openai":
+            raise UpstreamError(f"Provider {provider.name!r} ({provider.type}) cannot serve "
+                                "requests yet in this version of model-router.")
+        assert provider.base_url is not None
+        endpoint = openai_compat.parse_endpoint(provider.base_url)
+        req = flow.request
+        remove, add = openai_compat.upstream_headers(
+            req.headers, provider, provider.resolve_key(self.environ)
+        )
+        for name in remove:
+            del req.headers[name]
+        req.headers.update(add)
+        if body is not None and (target.upstream_model != body.get("model")
+                                 or openai_compat.has_router_fields(body)):
+            req.content = openai_compat.upstream_body(body, model=target.upstream_model)
+        req.scheme, req.host, req.port = endpoint.scheme, endpoint.host, endpoint.port
+        req.host_header = endpoint.host_header
+        req.path = openai_compat.upstream_path(state.original[3], endpoint)
+        state.target = target
+
+
+class LowerHeaders(Mapping[str, str]):
+    """A read-only, lower-case-keyed view of mitmproxy headers for the pure core."""
+
+    def __init__(self, headers: http.Headers) -> None:
+        self._data = {k.lower(): v for k, v in headers.items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def proxy_user(header: str) -> str | None:
+    """The user name of a ``Proxy-Authorization: Basic`` header (the app's name), if any."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user or None
+
+
+def add_router_headers(headers: http.Headers, state: FlowState) -> None:
+    decision = state.decision
+    if "x-request-id" not in headers:
+        headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
+    if decision is None:
+        return
+    served = state.target or decision.target
+    headers["x-model-router-app"] = decision.app
+    headers["x-model-router-model"] = served.name
+    headers["x-model-router-provider"] = served.provider
+    headers["x-model-router-reason"] = "shadow" if served is not decision.target else (
+        decision.reason)
+    headers["x-model-router-overhead-ms"] = f"{state.overhead_ms:.2f}"
+    if served is not decision.target:
+        headers["x-model-router-shadow-model"] = decision.target.name
+        headers["x-model-router-shadow-provider"] = decision.target.provider
+        headers["x-model-router-shadow-reason"] = decision.reason
+
+
+def respond_error(flow: http.HTTPFlow, exc: SidecarError) -> None:
+    status, body, headers = render_openai_error(exc)
+    flow.response = http.Response.make(status, body, headers)
+
+
+class StreamTimer:
+    """``flow.response.stream``: passes chunks through as they arrive, timing the first token."""
+
+    def __init__(self, addon: Sidecar, state: FlowState) -> None:
+        self.addon, self.state = addon, state
+        self.first: float | None = None
+
+    def __call__(self, data: bytes) -> bytes | Iterable[bytes]:
+        now = self.addon.clock()
+        if data:
+            if self.first is None:
+                self.first = now - self.state.started
+            return data
+        if self.state.target is not None:
+            self.addon.latency.record(self.state.target.name, duration=now - self.state.started,
+                                      ttft=self.first)
+        return []

@@ -1,0 +1,84 @@
+"""Latency as the sidecar observes it, per model: the input of ``prefer: fast``.
+
+Two exponentially weighted averages per model: seconds to first token (streams) and seconds per
+output token (the whole call for non-streamed requests, the part after the first token for
+streams). Models not yet observed fall back to the catalog's priors. The clock is injected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sidecar.catalog import ModelSpec
+
+ALPHA = 0.2  # weight of a new observation
+DEFAULT_TTFT = 1.0  # seconds, for a model with neither observations nor a catalog prior
+DEFAULT_TOKENS_PER_SECOND = 50.0
+STALE_AFTER = 600.0  # seconds without an observation before a model is worth exploring again
+
+
+@dataclass(slots=True)
+class _Observed:
+    ttft: float | None = None
+    per_token: float | None = None
+    samples: int = 0
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyEstimate:
+    seconds: float
+    observed: bool  # False: the catalog's prior (or the default) was used
+    samples: int
+
+
+class LatencyTracker:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._models: dict[str, _Observed] = {}
+
+    def record(
+        self, model: str, *, duration: float, ttft: float | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
+        """One finished call. ``ttft`` only for streams; ``output_tokens`` when usage was seen."""
+        seen = self._models.setdefault(model, _Observed())
+        if ttft is not None:
+            seen.ttft = _ewma(seen.ttft, ttft)
+        generating = duration - (ttft or 0.0)
+        if output_tokens and generating >= 0:
+            seen.per_token = _ewma(seen.per_token, generating / output_tokens)
+        seen.samples += 1
+        seen.last_seen = self._clock()
+
+    def estimate(self, spec: ModelSpec, *, stream: bool, output_tokens: int) -> LatencyEstimate:
+        """Expected seconds to first token (streams) or to the whole answer (otherwise)."""
+        seen = self._models.get(spec.name)
+        ttft = seen.ttft if seen and seen.ttft is not None else spec.ttft_prior or DEFAULT_TTFT
+        if stream:
+            return LatencyEstimate(ttft, bool(seen and seen.ttft is not None), _n(seen))
+        if seen and seen.per_token is not None:
+            base = seen.ttft or 0.0
+            return LatencyEstimate(base + seen.per_token * output_tokens, True, seen.samples)
+        tps = spec.tokens_per_second_prior or DEFAULT_TOKENS_PER_SECOND
+        return LatencyEstimate(ttft + output_tokens / tps, False, _n(seen))
+
+    def is_stale(self, model: str) -> bool:
+        seen = self._models.get(model)
+        return seen is None or self._clock() - seen.last_seen > STALE_AFTER
+
+    def snapshot(self) -> dict[str, dict[str, float | int | None]]:
+        return {
+            name: {"ttft_seconds": o.ttft, "seconds_per_token": o.per_token, "samples": o.samples}
+            for name, o in self._models.items()
+        }
+
+
+def _ewma(old: float | None, new: float) -> float:
+    return new if old is None else old + ALPHA * (new - old)
+
+
+def _n(seen: _Observed | None) -> int:
+    return seen.samples if seen else 0

@@ -1,0 +1,281 @@
+"""rules.yaml: intercepted hosts, providers, extra models, defaults, and per-app routes.
+
+``parse_rules(doc, catalog)`` turns the YAML document into a frozen ``RuleSet`` and raises
+``FieldError`` with the dotted key at fault; ``load_rules(path)`` adds the file name and line
+(``ConfigError``). A ``RuleSet`` is built whole or not at all, so a failed reload keeps the old one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from sidecar.apps import AppSpec, parse_apps
+from sidecar.catalog import TIERS, Catalog, load_builtin_catalog, parse_models
+from sidecar.errors import ConfigError
+from sidecar.facts import PREFERS
+from sidecar.yamlfile import FieldError, key_step, load_yaml, locate
+
+PROVIDER_TYPES = ("openai", "bedrock")
+FROM_REQUEST = "from-request"
+_TOP_KEYS = {"version", "intercept", "providers", "models", "defaults", "apps", "shadow"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    type: str  # "openai" | "bedrock"
+    base_url: str | None = None  # openai: scheme://host[:port][/prefix]
+    api_key: str = FROM_REQUEST  # "from-request" | "env:NAME" | "none"
+    region: str | None = None  # bedrock
+    endpoint_url: str | None = None  # bedrock (VPC endpoints, local fakes)
+    profile: str | None = None  # bedrock: a named AWS profile
+
+    @property
+    def forwards_app_key(self) -> bool:
+        return self.api_key == FROM_REQUEST
+
+    def resolve_key(self, environ: Mapping[str, str]) -> str | None:
+        """The sidecar's own key for this provider (None for from-request / none / unset)."""
+        if self.api_key.startswith("env:"):
+            return environ.get(self.api_key[4:]) or None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class InterceptSpec:
+    host: str
+    port: int
+    provider: str  # where passthrough traffic for this host goes
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultsSpec:
+    tier: str = "standard"
+    prefer: str = "balanced"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    intercept: tuple[InterceptSpec, ...]
+    providers: Mapping[str, ProviderSpec]
+    catalog: Catalog
+    defaults: DefaultsSpec
+    apps: tuple[AppSpec, ...]
+    shadow: bool = False
+    path: str = ""
+
+    def intercept_for(self, host: str, port: int) -> InterceptSpec | None:
+        for spec in self.intercept:
+            if spec.host == host and spec.port == port:
+                return spec
+        return None
+
+
+def load_rules(path: str | os.PathLike[str], *, catalog: Catalog | None = None) -> RuleSet:
+    """Read and validate a rules file. Raises ``ConfigError`` naming file, line and key."""
+    name = str(path)
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read the rules file: {e.strerror}", path=name) from None
+    return parse_rules_text(text, path=name, catalog=catalog)
+
+
+def parse_rules_text(text: str, *, path: str, catalog: Catalog | None = None) -> RuleSet:
+    try:
+        doc = load_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"not valid YAML: {problem}", path=path, line=line) from None
+    try:
+        rules = parse_rules(doc, catalog or load_builtin_catalog())
+    except FieldError as e:
+        raise ConfigError(e.message, path=path, line=locate(doc, e.key), key=e.key) from None
+    return RuleSet(**{**_fields(rules), "path": path})
+
+
+def _fields(rules: RuleSet) -> dict[str, Any]:
+    return {name: getattr(rules, name) for name in RuleSet.__dataclass_fields__}
+
+
+def parse_rules(doc: Any, builtin: Catalog) -> RuleSet:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise FieldError("", "the rules file must be a mapping of top-level keys")
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise FieldError(str(unknown[0]), f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    if doc.get("version", 1) != 1:
+        raise FieldError("version", "only version 1 is supported")
+    providers = parse_providers(doc.get("providers") or {})
+    intercept = parse_intercept(doc.get("intercept", ["api.openai.com"]), providers)
+    providers = {**providers, **_implicit_providers(intercept, providers)}
+    catalog = builtin.merged(parse_models(doc.get("models") or [], base=builtin))
+    _check_model_providers(doc.get("models") or [], catalog, providers)
+    defaults = parse_defaults(doc.get("defaults") or {})
+    apps = parse_apps(doc.get("apps") or [], catalog=catalog)
+    return RuleSet(
+        intercept=intercept, providers=providers, catalog=catalog, defaults=defaults,
+        apps=apps, shadow=_bool(doc, "shadow"),
+    )
+
+
+def parse_providers(raw: Any) -> dict[str, ProviderSpec]:
+    if not isinstance(raw, Mapping):
+        raise FieldError("providers", "must be a mapping of provider name -> settings")
+    out: dict[str, ProviderSpec] = {}
+    for name, value in raw.items():
+        try:
+            out[str(name)] = parse_provider(str(name), value)
+        except FieldError as e:
+            raise e.under(f"providers{key_step(name)}") from None
+    return out
+
+
+_OPENAI_KEYS = {"type", "base_url", "api_key"}
+_BEDROCK_KEYS = {"type", "region", "endpoint_url", "profile"}
+
+
+def parse_provider(name: str, raw: Any) -> ProviderSpec:
+    if not isinstance(raw, Mapping):
+        raise FieldError("", "must be a mapping with at least 'type'")
+    kind = raw.get("type")
+    if kind not in PROVIDER_TYPES:
+        raise FieldError("type", f"{kind!r} is not one of: {', '.join(PROVIDER_TYPES)}")
+    allowed = _OPENAI_KEYS if kind == "openai" else _BEDROCK_KEYS
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise FieldError(str(unknown[0]), f"unknown key for a {kind} provider; allowed: "
+                         f"{', '.join(sorted(allowed))}")
+    if kind == "bedrock":
+        region = raw.get("region")
+        if not isinstance(region, str) or not region:
+            raise FieldError("region", "required for a bedrock provider, e.g. us-east-1")
+        endpoint = raw.get("endpoint_url")
+        if endpoint is not None:
+            _url(endpoint, "endpoint_url")
+        return ProviderSpec(name=name, type=kind, api_key="none", region=region,
+                            endpoint_url=endpoint, profile=raw.get("profile"))
+    base_url = _url(raw.get("base_url"), "base_url").rstrip("/")
+    return ProviderSpec(name=name, type=kind, base_url=base_url, api_key=_api_key(raw))
+
+
+def _url(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise FieldError(key, "required, an http(s) URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FieldError(key, f"{value!r} is not an http(s) URL")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise FieldError(key, f"{value!r} has an invalid port") from None
+    return value
+
+
+def _api_key(raw: Mapping[str, Any]) -> str:
+    value = raw.get("api_key", FROM_REQUEST)
+    if value in (FROM_REQUEST, "none"):
+        return str(value)
+    if isinstance(value, str) and value.startswith("env:") and len(value) > 4:
+        return value
+    raise FieldError(
+        "api_key", "must be 'from-request', 'none' or 'env:VARIABLE' (keys are never written "
+        "in the file itself)"
+    )
+
+
+def parse_intercept(raw: Any, providers: Mapping[str, ProviderSpec]) -> tuple[InterceptSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise FieldError("intercept", "must be a non-empty list of hosts, e.g. [api.openai.com]")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"intercept[{i}]"
+        if isinstance(item, str):
+            host, provider = item, None
+        elif isinstance(item, Mapping) and isinstance(item.get("host"), str):
+            host, provider = item["host"], item.get("provider")
+            if provider is not None and provider not in providers:
+                raise FieldError(f"{where}.provider", f"no provider named {provider!r}")
+        else:
+            raise FieldError(where, "must be a host name or {host: ..., provider: ...}")
+        name, _, port = host.partition(":")
+        if not name or (port and not port.isdigit()):
+            raise FieldError(where, f"{host!r} is not a host name")
+        provider = provider or _provider_for_host(name, providers) or f"{name} (direct)"
+        out.append(InterceptSpec(host=name.lower(), port=int(port or 443), provider=provider))
+    return tuple(out)
+
+
+def _provider_for_host(host: str, providers: Mapping[str, ProviderSpec]) -> str | None:
+    for spec in providers.values():
+        if spec.base_url and urlsplit(spec.base_url).hostname == host.lower():
+            return spec.name
+    return None
+
+
+def _implicit_providers(
+    intercept: tuple[InterceptSpec, ...], providers: Mapping[str, ProviderSpec]
+) -> dict[str, ProviderSpec]:
+    """An intercepted host no provider serves gets one: itself, with the app's own key."""
+    out = {}
+    for spec in intercept:
+        if spec.provider not in providers:
+            url = f"https://{spec.host}" + ("" if spec.port == 443 else f":{spec.port}") + "/v1"
+            out[spec.provider] = ProviderSpec(name=spec.provider, type="openai", base_url=url)
+    return out
+
+
+def _check_model_providers(
+    raw_models: list[Any], catalog: Catalog, providers: Mapping[str, ProviderSpec]
+) -> None:
+    for i, raw in enumerate(raw_models):
+        spec = catalog.models[raw["name"].strip()]
+        if spec.provider not in providers:
+            raise FieldError(f"models[{i}].provider", f"no provider named {spec.provider!r} "
+                             f"(configured: {', '.join(providers) or 'none'})")
+
+
+def parse_defaults(raw: Any) -> DefaultsSpec:
+    if not isinstance(raw, Mapping):
+        raise FieldError("defaults", "must be a mapping like {tier: standard, prefer: balanced}")
+    unknown = sorted(set(raw) - {"tier", "prefer"})
+    if unknown:
+        raise FieldError(f"defaults.{unknown[0]}", "unknown key; allowed: prefer, tier")
+    tier = raw.get("tier", "standard")
+    prefer = raw.get("prefer", "balanced")
+    if tier not in TIERS:
+        raise FieldError("defaults.tier", f"{tier!r} is not one of: {', '.join(TIERS)}")
+    if prefer not in PREFERS:
+        raise FieldError("defaults.prefer", f"{prefer!r} is not one of: {', '.join(PREFERS)}")
+    return DefaultsSpec(tier=tier, prefer=prefer)
+
+
+def _bool(raw: Mapping[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise FieldError(key, "must be true or false")
+    return value
+
+
+def unavailable_providers(rules: RuleSet, environ: Mapping[str, str]) -> dict[str, str]:
+    """Providers that cannot serve now, with the reason (checked at load; keys never logged)."""
+    down = {}
+    for spec in rules.providers.values():
+        if spec.api_key.startswith("env:") and not spec.resolve_key(environ):
+            down[spec.name] = f"its key variable {spec.api_key[4:]} is not set"
+    return down
