@@ -7,7 +7,7 @@
    a pin (a catalog model, plus fallbacks), ``passthrough`` (unchanged, to the intercepted
    host's provider), or ``auto`` (choose by ``prefer`` within ``tier``).
 3. With no route: ``auto`` and tier names are chosen automatically, catalog models are served by
-   their catalog provider, anything else passes through unchanged -- unless the call carries
+   their catalog provider (when it is configured), anything else passes through unchanged -- unless the call carries
    ``prefer``/``tier``, which only make sense for a model the sidecar knows (then: 404).
 4. Precedence for ``prefer``/``tier``: the route's explicit values, then the request's, then
    ``defaults``. Without a tier every tier competes, except for ``balanced``, which takes the
@@ -24,7 +24,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sidecar.apps import AUTO, PASSTHROUGH, RouteSpec, choose_app
+from sidecar.apps import AUTO, PASSTHROUGH, AppSpec, RouteSpec, choose_app
 from sidecar.catalog import TIERS, ModelSpec
 from sidecar.errors import NoEligibleModelError, NoRouteError, UnknownModelError
 from sidecar.facts import RequestFacts
@@ -99,10 +99,11 @@ class RouteDecision:
 def choose_route(
     facts: RequestFacts, rules: RuleSet, latency: LatencyTracker, *,
     health: Health | None = None, rng: random.Random | None = None,
-    explore_rate: float = EXPLORE_RATE,
+    explore_rate: float = EXPLORE_RATE, app: AppSpec | None = None,
 ) -> RouteDecision:
+    """The plan for one call. ``app`` skips matching (``model-router explain --app``)."""
     health = health or Health()
-    app = choose_app(rules.apps, facts)
+    app = app or choose_app(rules.apps, facts)
     route = app.route_for(facts.model)
     base = {"app": app.name, "requested_model": facts.model, "shadow": app.shadow or rules.shadow}
     model_tier = facts.model if facts.model in TIERS else None
@@ -111,7 +112,9 @@ def choose_route(
         if wants_auto:
             route = RouteSpec(pattern=facts.model, kind=AUTO, where="no route: the request asks "
                               f"for {facts.model!r}")
-        elif (spec := rules.catalog.find(facts.model)) is not None:
+        elif (spec := rules.catalog.find(facts.model)) is not None and (
+            spec.provider in rules.providers
+        ):
             route = RouteSpec(pattern=facts.model, kind="pin", model=spec.name,
                               where="no route: a catalog model")
         elif facts.prefer or facts.tier:

@@ -1,0 +1,289 @@
+"""``model-router``: run the sidecar, check rules, explain a decision, list models, print env.
+
+    model-router run      [--rules rules.yaml] [--proxy-port 8080] [--reverse-port 8081]
+                          [--transparent-port N] [--listen-host 127.0.0.1] [--confdir DIR]
+    model-router check    [--rules rules.yaml]
+    model-router explain  [--rules rules.yaml] [--app NAME] [--model auto] [--prefer P] ...
+    model-router models   [--rules rules.yaml]
+    model-router env      [--app NAME] [--format bash|fish|dotenv]
+
+Only this module and ``addon.py`` import mitmproxy; the routing itself lives in the pure core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidecar import report
+from sidecar.addon import Sidecar
+from sidecar.errors import SidecarError
+from sidecar.rules import RuleSet, load_rules, unavailable_providers
+
+log = logging.getLogger("sidecar")
+
+CA_BASENAME = "mitmproxy"
+DEFAULT_BODY_LIMIT = "32m"  # vision payloads are large; everything above is refused (413)
+
+
+def default_confdir() -> Path:
+    return Path(os.environ.get("MODEL_ROUTER_HOME") or Path.home() / ".model-router")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    rules: Path = Path("rules.yaml")
+    listen_host: str = "127.0.0.1"
+    proxy_port: int | None = 8080
+    reverse_port: int | None = 8081
+    transparent_port: int | None = None
+    confdir: Path = field(default_factory=default_confdir)
+    body_size_limit: str = DEFAULT_BODY_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class CaFiles:
+    cert: Path  # the sidecar's CA certificate alone (NODE_EXTRA_CA_CERTS)
+    bundle: Path  # public roots + the sidecar's CA (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, ...)
+
+
+def ensure_ca(confdir: Path) -> CaFiles:
+    """Create the persistent CA on first use (private key 0600) and the combined bundle."""
+    import certifi
+    from mitmproxy.certs import CertStore
+
+    confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    CertStore.from_store(confdir, CA_BASENAME, 2048)
+    for private in (f"{CA_BASENAME}-ca.pem", f"{CA_BASENAME}-ca.p12"):
+        if (confdir / private).exists():
+            os.chmod(confdir / private, 0o600)
+    cert = confdir / f"{CA_BASENAME}-ca-cert.pem"
+    bundle = confdir / "ca-bundle.pem"
+    roots = Path(certifi.where()).read_text("ascii")
+    text = f"{roots.rstrip()}\n\n# model-router sidecar CA\n{cert.read_text('ascii')}"
+    if not bundle.exists() or bundle.read_text("ascii") != text:
+        bundle.write_text(text, "ascii")
+    return CaFiles(cert=cert, bundle=bundle)
+
+
+def modes(config: RunConfig, rules: RuleSet) -> list[str]:
+    host = config.listen_host
+    out = []
+    if config.proxy_port is not None:
+        out.append(f"regular@{host}:{config.proxy_port}")
+    if config.reverse_port is not None:
+        out.append(f"reverse:https://{rules.intercept[0].address}@{host}:{config.reverse_port}")
+    if config.transparent_port is not None:
+        out.append(f"transparent@{host}:{config.transparent_port}")
+    return out
+
+
+def allow_hosts(rules: RuleSet) -> list[str]:
+    """Only these destinations are decrypted; every other host is tunnelled untouched."""
+    return [f"^{spec.host.replace('.', r'\.')}:{spec.port}$" for spec in rules.intercept]
+
+
+class _Running:
+    """Reports the bound addresses once mitmproxy is up."""
+
+    def __init__(self, on_ready: Callable[[dict[str, list[tuple[str, int]]]], None]) -> None:
+        self.on_ready = on_ready
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        servers = ctx.master.addons.get("proxyserver").servers
+        addrs = {s.mode.type_name: [tuple(a[:2]) for a in s.listen_addrs] for s in servers}
+        self.on_ready(addrs)
+
+
+async def serve(
+    config: RunConfig, *, addon: Sidecar | None = None,
+    on_ready: Callable[[dict[str, list[tuple[str, int]]]], None] | None = None,
+    on_master: Callable[[Any], None] | None = None,
+) -> None:
+    """Run the sidecar until ``master.shutdown()``; one per process at a time."""
+    from mitmproxy.addons import block, core, next_layer, proxyserver, tlsconfig
+    from mitmproxy.master import Master
+    from mitmproxy.options import Options
+
+    rules = load_rules(config.rules)
+    ensure_ca(config.confdir)
+    addon = addon or Sidecar()
+    master = Master(Options(confdir=str(config.confdir), mode=modes(config, rules)))
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
+                      tlsconfig.TlsConfig(), block.Block(), addon)
+    if on_ready is not None:
+        master.addons.add(_Running(on_ready))
+    master.options.update(
+        connection_strategy="lazy", allow_hosts=allow_hosts(rules),
+        body_size_limit=config.body_size_limit, sidecar_rules=str(config.rules),
+    )
+    if on_master is not None:
+        on_master(master)
+    try:
+        await master.run()
+    finally:
+        await _close(master)
+
+
+async def _close(master: Any) -> None:
+    """mitmproxy leaves listeners and live connections open after run(); close both."""
+    ps = master.addons.get("proxyserver")
+    await ps.servers.update([])
+    for handler in list(ps.connections.values()):
+        for transport in list(handler.transports.values()):
+            if transport.handler is not None:
+                transport.handler.cancel()
+    for _ in range(100):
+        if not ps.connections:
+            break
+        await asyncio.sleep(0.01)
+
+
+def _quiet_mitmproxy() -> None:
+    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_mitmproxy()
+    config = RunConfig(
+        rules=Path(args.rules), listen_host=args.listen_host, proxy_port=args.proxy_port,
+        reverse_port=args.reverse_port, transparent_port=args.transparent_port,
+        confdir=Path(args.confdir),
+    )
+
+    def ready(addrs: dict[str, list[tuple[str, int]]]) -> None:
+        for mode, bound in addrs.items():
+            log.info("listening (%s) on %s", mode, ", ".join(f"{h}:{p}" for h, p in bound))
+        log.info("app-side settings: model-router env --confdir %s", config.confdir)
+
+    asyncio.run(serve(config, on_ready=ready))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    rules = load_rules(args.rules)
+    print(report.render_check(rules, unavailable_providers(rules, os.environ)))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rules = load_rules(args.rules)
+    print(report.render_models(rules, unavailable_providers(rules, os.environ)))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    rules = load_rules(args.rules)
+    body: dict[str, Any] = {}
+    if args.request:
+        body = json.loads(Path(args.request).read_text("utf-8"))
+    for key in ("model", "prefer", "tier"):
+        if getattr(args, key):
+            body[key] = getattr(args, key)
+    body.setdefault("model", "auto")
+    body.setdefault("messages", [{"role": "user", "content": "x" * (args.prompt_tokens * 4)}])
+    if args.stream:
+        body["stream"] = True
+    if args.max_tokens:
+        body["max_tokens"] = args.max_tokens
+    print(report.render_explain(rules, body, app=args.app,
+                                providers_down=unavailable_providers(rules, os.environ)))
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    ca = ensure_ca(Path(args.confdir))
+    user = f"{args.app}:@" if args.app else ""  # the colon: requests ignores a bare user
+    values = {
+        "HTTPS_PROXY": f"http://{user}{args.host}:{args.proxy_port}",
+        "SSL_CERT_FILE": str(ca.bundle),
+        "REQUESTS_CA_BUNDLE": str(ca.bundle),
+        "CURL_CA_BUNDLE": str(ca.bundle),
+        "NODE_EXTRA_CA_CERTS": str(ca.cert),
+    }
+    print(report.render_env(values, fmt=args.format,
+                            base_url=f"http://{args.host}:{args.reverse_port}/v1"))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="model-router", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_rules(name: str, help: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help)
+        cmd.add_argument("--rules", default=os.environ.get("MODEL_ROUTER_RULES", "rules.yaml"),
+                         help="the rules file (default: rules.yaml, or $MODEL_ROUTER_RULES)")
+        return cmd
+
+    run = with_rules("run", "run the sidecar")
+    run.add_argument("--listen-host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it)")
+    run.add_argument("--proxy-port", type=_port_or_off, default=8080,
+                     help="explicit proxy (HTTPS_PROXY) port, 'off' to disable (default 8080)")
+    run.add_argument("--reverse-port", type=_port_or_off, default=8081,
+                     help="base-URL (OPENAI_BASE_URL) port, 'off' to disable (default 8081)")
+    run.add_argument("--transparent-port", type=_port_or_off, default=None,
+                     help="transparent-mode port for iptables REDIRECT (default: off)")
+    run.add_argument("--confdir", default=str(default_confdir()),
+                     help="where the CA lives (default ~/.model-router or $MODEL_ROUTER_HOME)")
+    run.set_defaults(func=cmd_run)
+
+    with_rules("check", "validate the rules and print the resolved setup").set_defaults(
+        func=cmd_check)
+    with_rules("models", "list the catalog: prices, scores, availability").set_defaults(
+        func=cmd_models)
+
+    explain = with_rules("explain", "show the routing decision for an app and a request")
+    explain.add_argument("--app", help="the app's name in rules.yaml (default: 'default')")
+    explain.add_argument("--model", help="the request's model (default: auto)")
+    explain.add_argument("--prefer", help="cheap | fast | balanced | quality | coding")
+    explain.add_argument("--tier", help="economy | standard | premium")
+    explain.add_argument("--request", help="a JSON file with a chat.completions request body")
+    explain.add_argument("--prompt-tokens", type=int, default=500,
+                         help="size of a synthetic prompt when no --request is given")
+    explain.add_argument("--max-tokens", type=int)
+    explain.add_argument("--stream", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+
+    env = sub.add_parser("env", help="print the variables an app needs to use the sidecar")
+    env.add_argument("--app", help="the app name to put in the proxy URL (match: proxy_user)")
+    env.add_argument("--host", default="127.0.0.1")
+    env.add_argument("--proxy-port", type=int, default=8080)
+    env.add_argument("--reverse-port", type=int, default=8081)
+    env.add_argument("--confdir", default=str(default_confdir()))
+    env.add_argument("--format", choices=("bash", "fish", "dotenv"), default="bash")
+    env.set_defaults(func=cmd_env)
+    return p
+
+
+def _port_or_off(value: str) -> int | None:
+    if value.lower() in ("off", "none", "-"):
+        return None
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port")
+    return port
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except SidecarError as e:
+        print(f"model-router: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

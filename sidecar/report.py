@@ -1,0 +1,150 @@
+"""Readable text for the CLI: the resolved setup, the catalog, a decision, app-side variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sidecar.apps import DEFAULT_APP
+from sidecar.catalog import ModelSpec
+from sidecar.errors import SidecarError
+from sidecar.facts import facts_from_chat
+from sidecar.latency import LatencyTracker
+from sidecar.policy import Health, choose_route, expected_output_tokens
+from sidecar.rules import RuleSet
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in headers], *[[_cell(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def render_check(rules: RuleSet, providers_down: Mapping[str, str]) -> str:
+    out = [f"{rules.path}: OK", "", "Intercepted hosts (decrypted; all others tunnelled):"]
+    out += [f"  {s.address}  passthrough -> {s.provider}" for s in rules.intercept]
+    out += ["", "Providers:"]
+    for p in rules.providers.values():
+        where = p.base_url or f"bedrock {p.region}" + (f" via {p.endpoint_url}" if p.endpoint_url
+                                                        else "")
+        status = f"UNAVAILABLE: {providers_down[p.name]}" if p.name in providers_down else "ok"
+        out.append(f"  {p.name:<16} {p.type:<8} {where}  key: {p.api_key}  [{status}]")
+    out += ["", f"Defaults: tier={rules.defaults.tier} prefer={rules.defaults.prefer}"
+            + ("  (global shadow mode ON)" if rules.shadow else ""), "", "Apps (first match wins):"]
+    for app in (*rules.apps, DEFAULT_APP):
+        match = "everything" if app.match is None else _describe_match(app.match)
+        out.append(f"  {app.name}  match: {match}" + ("  [shadow]" if app.shadow else ""))
+        for r in app.routes:
+            out.append(f"    {r.pattern!r:<18} -> {_describe_route(r)}")
+    usable = sum(1 for m in rules.catalog if m.provider in rules.providers
+                 and m.provider not in providers_down)
+    out += ["", f"Catalog: {len(rules.catalog)} models, {usable} on available providers"]
+    return "\n".join(out)
+
+
+def _describe_match(match: Any) -> str:
+    fields = ("proxy_user", "client", "header", "api_key_sha256", "listen", "user_agent")
+    parts = []
+    for name in fields:
+        value = getattr(match, name)
+        if value:
+            if name == "client":
+                value = ",".join(str(n) for n in value)
+            elif name == "header":
+                value = ",".join(f"{k}={v}" for k, v in value)
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+def _describe_route(route: Any) -> str:
+    if route.kind == "pin":
+        text = f"pin {route.model}"
+    elif route.kind == "auto":
+        text = f"auto prefer={route.prefer or '(request/default)'} tier={route.tier or '(request/default)'}"
+    else:
+        text = "passthrough"
+    return text + (f" fallbacks={','.join(route.fallbacks)}" if route.fallbacks else "")
+
+
+def render_models(rules: RuleSet, providers_down: Mapping[str, str]) -> str:
+    rows = []
+    for m in sorted(rules.catalog, key=lambda m: (("economy", "standard", "premium").index(m.tier),
+                                                  m.name)):
+        rows.append([m.name, m.tier, m.provider, m.input_price, m.output_price, m.context,
+                     m.quality, m.coding, m.ttft_prior, ",".join(sorted(m.supports)) or None,
+                     _availability(m, rules, providers_down)])
+    return table(["model", "tier", "provider", "$in/M", "$out/M", "context", "quality", "coding",
+                  "ttft(s)", "supports", "status"], rows)
+
+
+def _availability(m: ModelSpec, rules: RuleSet, providers_down: Mapping[str, str]) -> str:
+    if m.provider not in rules.providers:
+        return "provider not configured"
+    return f"unavailable: {providers_down[m.provider]}" if m.provider in providers_down else "ok"
+
+
+def render_explain(
+    rules: RuleSet, body: dict[str, Any], *, app: str | None,
+    providers_down: Mapping[str, str], latency: LatencyTracker | None = None,
+) -> str:
+    spec = next((a for a in rules.apps if a.name == app), None)
+    if app and app != DEFAULT_APP.name and spec is None:
+        return f"No app named {app!r} in {rules.path}; apps: {', '.join(a.name for a in rules.apps)}"
+    try:
+        facts = facts_from_chat(body)
+        decision = choose_route(facts, rules, latency or LatencyTracker(),
+                                health=Health(providers_down=providers_down),
+                                app=spec or DEFAULT_APP)
+    except SidecarError as e:
+        return f"The request would be refused: {e.status_code} {e.message}"
+    out = [
+        f"app: {decision.app}    requested model: {decision.requested_model}",
+        f"rule: {decision.rule}",
+        f"decision: {decision.reason}" + ("  [shadow: forwarded unchanged]" if decision.shadow
+                                          else ""),
+        f"request: ~{facts.prompt_tokens} prompt tokens, ~{expected_output_tokens(facts)} "
+        f"expected output tokens, needs: {', '.join(sorted(facts.needs)) or 'nothing special'}",
+        "plan: " + " -> ".join(f"{t.name} ({t.provider})" for t in decision.plan),
+    ]
+    if decision.candidates:
+        rows = [[i + 1, c.spec.name, c.spec.tier, c.spec.provider, f"{c.cost:.6f}",
+                 f"{c.latency.seconds:.2f}" + ("" if c.latency.observed else " (prior)"),
+                 c.spec.quality, c.spec.coding]
+                for i, c in enumerate(decision.candidates)]
+        out += ["", f"candidates (ranked by {decision.prefer}):",
+                table(["#", "model", "tier", "provider", "cost $", "latency s", "quality",
+                       "coding"], rows)]
+    if decision.excluded:
+        out += ["", "excluded:", table(["model", "why"],
+                                       [[e.model, e.reason] for e in decision.excluded])]
+    return "\n".join(out)
+
+
+def render_env(values: Mapping[str, str], *, fmt: str, base_url: str) -> str:
+    lines = []
+    if fmt == "bash":
+        lines = [f"export {k}={_shell_quote(v)}" for k, v in values.items()]
+        lines.append(f"# base-URL way instead of HTTPS_PROXY: export OPENAI_BASE_URL={base_url}")
+    elif fmt == "fish":
+        lines = [f"set -gx {k} {_shell_quote(v)}" for k, v in values.items()]
+        lines.append(f"# base-URL way instead of HTTPS_PROXY: set -gx OPENAI_BASE_URL {base_url}")
+    else:
+        lines = [f"{k}={v}" for k, v in values.items()]
+        lines.append(f"# OPENAI_BASE_URL={base_url}")
+    return "\n".join(lines)
+
+
+def _shell_quote(value: str) -> str:
+    if all(c.isalnum() or c in "/._-:@=+," for c in value):
+        return value
+    return "'" + value.replace("'", "'\\''") + "'"
