@@ -60,7 +60,8 @@ class Candidate:
 class Exclusion:
     model: str
     reason: str
-    transient: bool = False  # provider down or cooling down: may pass later
+    kind: str = "request"  # "request": cannot serve this call; "down": may pass later;
+    #                        "unconfigured": its provider is not in rules.yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +209,12 @@ def exclusion(
 ) -> Exclusion | None:
     """Why ``spec`` cannot serve this call, or None when it can."""
     if spec.provider not in rules.providers:
-        return Exclusion(spec.name, f"provider {spec.provider!r} is not configured")
+        return Exclusion(spec.name, f"provider {spec.provider!r} is not configured",
+                         kind="unconfigured")
     if spec.provider in health.providers_down:
-        return Exclusion(spec.name, health.providers_down[spec.provider], transient=True)
+        return Exclusion(spec.name, health.providers_down[spec.provider], kind="down")
     if spec.name in health.models_down:
-        return Exclusion(spec.name, health.models_down[spec.name], transient=True)
+        return Exclusion(spec.name, health.models_down[spec.name], kind="down")
     missing = sorted(facts.needs - spec.supports)
     if missing:
         return Exclusion(spec.name, f"does not support {', '.join(missing)}")
@@ -280,10 +282,15 @@ def _auto_plan(
 
 
 def _nothing_eligible(excluded: list[Exclusion], pool: str) -> NoEligibleModelError | NoRouteError:
-    reasons = "; ".join(f"{e.model}: {e.reason}" for e in excluded[:8]) or "no model in it"
-    more = f" (and {len(excluded) - 8} more)" if len(excluded) > 8 else ""
-    if any(e.transient for e in excluded):
-        return NoRouteError(f"No model in {pool} is available right now — {reasons}{more}.")
-    return NoEligibleModelError(
-        f"No model in {pool} can serve this request — {reasons}{more}.", param="model"
-    )
+    relevant = [e for e in excluded if e.kind != "unconfigured"]
+    unconfigured = len(excluded) - len(relevant)
+    reasons = [f"{e.model}: {e.reason}" for e in relevant[:8]]
+    if len(relevant) > 8:
+        reasons.append(f"{len(relevant) - 8} more")
+    if unconfigured:
+        reasons.append(f"{unconfigured} model(s) on providers not configured in rules.yaml")
+    text = "; ".join(reasons) or "it has no models"
+    if any(e.kind == "down" for e in excluded):
+        return NoRouteError(f"No model in {pool} is available right now — {text}.")
+    return NoEligibleModelError(f"No model in {pool} can serve this request — {text}.",
+                                param="model")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from tests.fakes.bedrock import TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY, FakeBedrock
 
@@ -35,3 +38,15 @@ def test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def fake() -> Iterator[FakeBedrock]:
     with FakeBedrock(region=TEST_REGION) as server:
         yield server
+
+
+@pytest.fixture
+def client(fake: FakeBedrock) -> Iterator[Any]:
+    """A real boto3 bedrock-runtime client pointed at the fake (no retries)."""
+    bedrock = boto3.client(
+        "bedrock-runtime", endpoint_url=fake.url, region_name=TEST_REGION,
+        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    yield bedrock
+    bedrock.close()

@@ -1,0 +1,159 @@
+"""Bad input gets one OpenAI-format error; other hosts are tunnelled; a sidecar bug fails closed."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import ssl
+
+import openai
+import pytest
+import requests
+
+from sidecar import addon as addon_module
+from tests.e2e.conftest import APP_KEY
+from tests.e2e.test_routing import HELLO, proxied_client
+from tests.fakes.tls_host import TLSHost
+
+pytestmark = pytest.mark.e2e
+
+
+def post_raw(sidecar, body: bytes, content_type: str = "application/json") -> requests.Response:
+    return requests.post(f"{sidecar.base_url}/chat/completions", data=body, timeout=10,
+                         headers={"authorization": f"Bearer {APP_KEY}",
+                                  "content-type": content_type})
+
+
+def assert_openai_error(resp: requests.Response, status: int, code: str, param: str | None):
+    assert resp.status_code == status
+    assert resp.headers["content-type"] == "application/json"
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == code and error["param"] == param
+    assert error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param", "words"),
+    [
+        (b"this is not json", "invalid_json", None, "not valid JSON"),
+        (b"", "invalid_json", None, "empty"),
+        (b"[1, 2]", "invalid_json", None, "JSON object"),
+        (json.dumps({"messages": HELLO}).encode(), "missing_model", "model", "model"),
+        (json.dumps({"model": "auto", "prefer": "cheapest", "messages": HELLO}).encode(),
+         "invalid_value", "prefer", "cheap, fast, balanced, quality, coding"),
+        (json.dumps({"model": "auto", "tier": "gold", "messages": HELLO}).encode(),
+         "invalid_value", "tier", "economy, standard, premium"),
+        (json.dumps({"model": "auto", "max_tokens": -5, "messages": HELLO}).encode(),
+         "invalid_value", "max_tokens", "positive integer"),
+    ],
+)
+def test_bad_request_bodies_get_a_400_naming_the_problem(sidecar, up1, up2, body, code, param,
+                                                         words):
+    error = assert_openai_error(post_raw(sidecar, body), 400, code, param)
+    assert words in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert up1.requests == [] and up2.requests == []
+
+
+def test_unknown_prefer_is_a_bad_request_error_in_the_sdk(sidecar, up1, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="auto", messages=HELLO,
+                                       extra_body={"prefer": "cheapest"})
+    assert info.value.body["param"] == "prefer"
+    assert up1.requests == []
+
+
+def test_a_model_that_does_not_exist_with_intent_is_404(sidecar, up1, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch)
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="m-nonexistent", messages=HELLO,
+                                       extra_body={"prefer": "cheap"})
+    assert info.value.code == "model_not_found"
+    assert up1.requests == []
+
+
+def test_no_eligible_model_explains_why(sidecar, up1, up2, monkeypatch):
+    """Economy models in the test catalog support no tools, so nothing can serve this."""
+    client = proxied_client(sidecar, monkeypatch)
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="economy", messages=HELLO, tools=[tool])
+    assert info.value.code == "no_eligible_model"
+    assert "m-cheap: does not support tools" in info.value.message
+    assert up1.requests == [] and up2.requests == []
+
+
+def test_context_too_large_for_every_model_in_the_tier(sidecar, up1, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch)
+    big = [{"role": "user", "content": "word " * 200_000}]  # ~250k tokens > 64k economy windows
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="economy", messages=big)
+    assert "context window is 32000" in info.value.message
+    assert up1.requests == [] and up2.requests == []
+
+
+def test_unavailable_provider_is_503_not_a_silent_passthrough(rules_path, confdir, up1, up2,
+                                                              monkeypatch):
+    """Without CHEAPCO_KEY, up2's models are unavailable: a pin to one of them is a 503."""
+    from tests.e2e.harness import RunningSidecar
+
+    with RunningSidecar(rules_path, confdir, environ={}) as sidecar:
+        client = proxied_client(sidecar, monkeypatch)
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="m-coder", messages=HELLO)
+    assert info.value.status_code == 503
+    assert "CHEAPCO_KEY is not set" in info.value.message
+    assert up1.requests == [] and up2.requests == []
+
+
+def test_other_https_hosts_are_tunnelled_with_their_own_certificate(sidecar):
+    with TLSHost() as host:
+        conn = http.client.HTTPSConnection("127.0.0.1", sidecar.port("regular"), timeout=10,
+                                           context=host.client_context())
+        conn.set_tunnel("127.0.0.1", host.port)
+        conn.request("GET", "/untouched?x=1")
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        peer = conn.sock.getpeercert(binary_form=True)
+        conn.close()
+    assert resp.status == 200
+    assert body == {"host": "tls-host", "path": "/untouched?x=1"}
+    assert peer == host.cert_der  # the host's own certificate, not one minted by the sidecar
+    assert resp.getheader("x-model-router-app") is None
+
+
+def test_intercepted_host_presents_the_sidecar_ca(sidecar):
+    ctx = ssl.create_default_context(cafile=str(sidecar.ca.cert))
+    conn = http.client.HTTPSConnection("127.0.0.1", sidecar.port("regular"), timeout=10,
+                                       context=ctx)
+    conn.set_tunnel("api.openai.com", 443)
+    conn.connect()
+    issuer = dict(x[0] for x in conn.sock.getpeercert()["issuer"])
+    conn.close()
+    assert issuer["commonName"] == "mitmproxy"
+
+
+def test_a_bug_in_routing_fails_closed(sidecar, up1, up2, monkeypatch):
+    """An exception inside the sidecar answers 502 and forwards nothing, anywhere."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(addon_module, "choose_route", broken)
+    client = proxied_client(sidecar, monkeypatch)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "sidecar_internal_error"
+    assert "not forwarded" in info.value.message
+    assert up1.requests == [] and up2.requests == []
+
+
+def test_key_hash_rule_never_needs_the_key(rules_path):
+    """rules.yaml holds a SHA-256 prefix, never the key itself."""
+    text = rules_path.read_text()
+    assert "sk-keyed-app" not in text
+    assert hashlib.sha256(b"sk-keyed-app-456").hexdigest()[:12] in text
