@@ -9,6 +9,7 @@ into an OpenAI-format error response instead of letting mitmproxy forward the fl
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import time
@@ -22,7 +23,13 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
-from sidecar.errors import InternalError, SidecarError, UpstreamError, render_openai_error
+from sidecar.errors import (
+    InternalError,
+    SidecarError,
+    UpstreamError,
+    error_body,
+    render_openai_error,
+)
 from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
 from sidecar.latency import LatencyTracker
 from sidecar.policy import Health, RouteDecision, Target, choose_route
@@ -73,6 +80,9 @@ class Sidecar:
             "Path of the routing rules (rules.yaml): intercepted hosts, providers, models, "
             "defaults and per-app routes.",
         )
+
+    def running(self) -> None:
+        install_openai_error_pages()
 
     def configure(self, updated: set[str]) -> None:
         if "sidecar_rules" in updated:
@@ -286,3 +296,34 @@ class StreamTimer:
             self.addon.latency.record(self.state.target.name, duration=now - self.state.started,
                                       ttft=self.first)
         return []
+
+
+def openai_error_page(status: int, message: str) -> bytes:
+    """mitmproxy's own error answers (connect failures, 413, protocol errors) as OpenAI JSON."""
+    if status == 413:
+        text, kind, code = f"The request body is too large: {message}", "invalid_request_error", (
+            "request_too_large")
+    elif status < 500:
+        text, kind, code = f"Bad request: {message}", "invalid_request_error", "invalid_request"
+    else:
+        text, kind, code = (f"model-router could not reach the provider: {message}", "api_error",
+                            "upstream_connect_error")
+    return json.dumps(error_body(text, type=kind, code=code)).encode()
+
+
+def _openai_error_response(status: int, message: str = "") -> bytes:
+    from mitmproxy.net.http import http1
+
+    resp = http.Response.make(status, openai_error_page(status, message), {
+        "content-type": "application/json", "connection": "close",
+    })
+    return http1.assemble_response(resp)
+
+
+def install_openai_error_pages() -> None:
+    """Replace mitmproxy's HTML error pages: apps behind the sidecar expect OpenAI errors."""
+    from mitmproxy.proxy.layers.http import _http1, _http2, _http3
+
+    _http1.make_error_response = _openai_error_response
+    _http2.format_error = openai_error_page
+    _http3.format_error = openai_error_page

@@ -96,11 +96,17 @@ class _Running:
 
     def __init__(self, on_ready: Callable[[dict[str, list[tuple[str, int]]]], None]) -> None:
         self.on_ready = on_ready
+        self.failed = ""
 
     def running(self) -> None:
         from mitmproxy import ctx
 
-        servers = ctx.master.addons.get("proxyserver").servers
+        servers = list(ctx.master.addons.get("proxyserver").servers)
+        failed = [f"{s.mode.full_spec}: {s.last_exception}" for s in servers if not s.is_running]
+        if failed:
+            self.failed = "cannot listen: " + "; ".join(failed)
+            ctx.master.shutdown()
+            return
         addrs = {s.mode.type_name: [tuple(a[:2]) for a in s.listen_addrs] for s in servers}
         self.on_ready(addrs)
 
@@ -121,8 +127,8 @@ async def serve(
     master = Master(Options(confdir=str(config.confdir), mode=modes(config, rules)))
     master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
                       tlsconfig.TlsConfig(), block.Block(), addon)
-    if on_ready is not None:
-        master.addons.add(_Running(on_ready))
+    watcher = _Running(on_ready or (lambda addrs: None))
+    master.addons.add(watcher)
     master.options.update(
         connection_strategy="lazy", allow_hosts=allow_hosts(rules),
         body_size_limit=config.body_size_limit, sidecar_rules=str(config.rules),
@@ -133,6 +139,12 @@ async def serve(
         await master.run()
     finally:
         await _close(master)
+    if watcher.failed:
+        raise StartupError(watcher.failed)
+
+
+class StartupError(SidecarError):
+    """The sidecar could not start (a port in use, an unusable address)."""
 
 
 async def _close(master: Any) -> None:
@@ -164,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def ready(addrs: dict[str, list[tuple[str, int]]]) -> None:
         for mode, bound in addrs.items():
-            log.info("listening (%s) on %s", mode, ", ".join(f"{h}:{p}" for h, p in bound))
+            unique = dict.fromkeys(f"{h}:{p}" for h, p in bound)  # reverse https: TCP + UDP
+            log.info("listening (%s) on %s", mode, ", ".join(unique))
         log.info("app-side settings: model-router env --confdir %s", config.confdir)
 
     asyncio.run(serve(config, on_ready=ready))
