@@ -157,3 +157,36 @@ def test_key_hash_rule_never_needs_the_key(rules_path):
     text = rules_path.read_text()
     assert "sk-keyed-app" not in text
     assert hashlib.sha256(b"sk-keyed-app-456").hexdigest()[:12] in text
+
+
+def test_unreachable_provider_is_an_openai_502_not_an_html_page(rules_path, confdir, up1,
+                                                                monkeypatch):
+    """A provider that refuses connections: the app gets a JSON error the SDK understands."""
+    import socket
+
+    from tests.e2e.harness import RunningSidecar
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    rules_path.write_text(rules_path.read_text().replace(up1.base_url,
+                                                         f"http://127.0.0.1:{dead}/v1"))
+    with RunningSidecar(rules_path, confdir, environ={}) as sidecar:
+        client = proxied_client(sidecar, monkeypatch)
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        resp = post_raw(sidecar, json.dumps({"model": "gpt-4o", "messages": HELLO}).encode())
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "upstream_connect_error"
+    assert_openai_error(resp, 502, "upstream_connect_error", None)
+
+
+def test_body_over_the_size_limit_is_an_openai_413(rules_path, confdir, up1):
+    from tests.e2e.harness import RunningSidecar
+
+    with RunningSidecar(rules_path, confdir, environ={}, body_size_limit="2k") as sidecar:
+        big = json.dumps({"model": "gpt-4o", "messages": [{"role": "user",
+                                                            "content": "x" * 5000}]})
+        resp = post_raw(sidecar, big.encode())
+    assert_openai_error(resp, 413, "request_too_large", None)
+    assert up1.requests == []
