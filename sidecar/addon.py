@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import random
 import time
 import uuid
 import weakref
@@ -54,6 +55,7 @@ class FlowState:
     started: float = 0.0
     overhead_ms: float = 0.0
     original: tuple[str, str, int, str] = ("", "", 0, "")  # scheme, host, port, path
+    headers_added: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,6 +70,8 @@ class Sidecar:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.health = Health()
+        self.rng = random.Random()
+        self.endpoints: dict[str, openai_compat.Endpoint] = {}
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -94,6 +98,8 @@ class Sidecar:
 
     def use_rules(self, rules: RuleSet) -> None:
         self.health = Health(providers_down=unavailable_providers(rules, self.environ))
+        self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)
+                          for p in rules.providers.values() if p.base_url}
         self.rules = rules
         for name, reason in self.health.providers_down.items():
             log.warning("provider %s is unavailable: %s", name, reason)
@@ -146,11 +152,10 @@ class Sidecar:
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
-        if not isinstance(state, FlowState) or state.target is None or flow.response is None:
+        if not isinstance(state, FlowState) or flow.response is None:
             return
-        if "x-model-router-app" not in flow.response.headers:
-            add_router_headers(flow.response.headers, state)  # answered by the sidecar itself
-        if flow.response.stream or flow.response.status_code >= 300:
+        add_router_headers(flow.response.headers, state)  # no-op if responseheaders did it
+        if state.target is None or flow.response.stream or flow.response.status_code >= 300:
             return
         try:
             usage = (flow.response.json() or {}).get("usage") or {}
@@ -191,7 +196,7 @@ class Sidecar:
             facts = facts_from_chat(body, **client)
         else:
             body, facts = None, RequestFacts(model="", **client)
-        decision = choose_route(facts, rules, self.latency, health=self.health)
+        decision = choose_route(facts, rules, self.latency, health=self.health, rng=self.rng)
         state.facts, state.decision = facts, decision
         target = decision.target
         if decision.shadow and decision.kind != "passthrough":
@@ -209,8 +214,7 @@ class Sidecar:
         if provider.type != "openai":
             raise UpstreamError(f"Provider {provider.name!r} ({provider.type}) cannot serve "
                                 "requests yet in this version of model-router.")
-        assert provider.base_url is not None
-        endpoint = openai_compat.parse_endpoint(provider.base_url)
+        endpoint = self.endpoints[provider.name]
         req = flow.request
         remove, add = openai_compat.upstream_headers(
             req.headers, provider, provider.resolve_key(self.environ)
@@ -256,6 +260,9 @@ def proxy_user(header: str) -> str | None:
 
 
 def add_router_headers(headers: http.Headers, state: FlowState) -> None:
+    if state.headers_added:
+        return
+    state.headers_added = True
     decision = state.decision
     if "x-request-id" not in headers:
         headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
@@ -316,6 +323,7 @@ def _openai_error_response(status: int, message: str = "") -> bytes:
 
     resp = http.Response.make(status, openai_error_page(status, message), {
         "content-type": "application/json", "connection": "close",
+        "x-request-id": f"req_{uuid.uuid4().hex}",
     })
     return http1.assemble_response(resp)
 

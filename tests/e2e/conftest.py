@@ -59,6 +59,11 @@ apps:
     match: {{header: {{x-app: review}}}}
     routes:
       "*": {{model: auto, tier: premium, prefer: coding}}
+  - name: shadowed
+    match: {{header: {{x-app: shadow}}}}
+    shadow: true
+    routes:
+      gpt-4o: {{model: auto, prefer: cheap}}
   - name: keyed
     match: {{api_key_sha256: "{keyed_hash}"}}
     routes:

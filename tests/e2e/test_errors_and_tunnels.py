@@ -32,6 +32,7 @@ def assert_openai_error(resp: requests.Response, status: int, code: str, param: 
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code and error["param"] == param
     assert error["message"]
+    assert resp.headers["x-request-id"]
     return error
 
 

@@ -248,3 +248,36 @@ def test_streaming_through_routing_reaches_the_routed_model(sidecar, up2, monkey
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
         "up2 says hi to cheap-model-v1")
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_shadow_mode_forwards_unchanged_and_reports_the_decision(sidecar, up1, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, default_headers={"x-app": "shadow"})
+    completion, headers = chat(client, model="gpt-4o", extra_body={"tier": "economy"})
+
+    assert completion.model == "gpt-4o"  # served unchanged, by the intercepted host's provider
+    [received] = up1.requests
+    assert received.json == {"model": "gpt-4o", "messages": HELLO}  # router fields still removed
+    assert received.headers.get("authorization") == f"Bearer {APP_KEY}"
+    assert up2.requests == []
+    assert headers["x-model-router-app"] == "shadowed"
+    assert headers["x-model-router-model"] == "gpt-4o"
+    assert headers["x-model-router-reason"] == "shadow"
+    assert headers["x-model-router-shadow-model"] == "m-cheap"
+    assert headers["x-model-router-shadow-provider"] == "up2"
+    assert headers["x-model-router-shadow-reason"] == "auto prefer=cheap tier=economy"
+
+
+def test_transparent_listener_starts_beside_the_others(rules_path, confdir):
+    with RunningSidecar(rules_path, confdir, environ={}, transparent=True) as running:
+        assert {"regular", "reverse", "transparent"} <= set(running.addrs)
+        assert running.port("transparent") > 0
+
+
+def test_other_endpoints_pass_through_to_the_intercepted_provider(sidecar, up1, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch)
+    models = client.models.list()
+    embedding = client.embeddings.create(model="text-embedding-3-small", input="hi")
+    assert {m.id for m in models.data} >= {"gpt-4o"}
+    assert embedding.model == "text-embedding-3-small"
+    assert [r.path for r in up1.requests] == ["/v1/models", "/v1/embeddings"]
+    assert all(r.headers.get("authorization") == f"Bearer {APP_KEY}" for r in up1.requests)
