@@ -33,7 +33,7 @@ from sidecar.errors import (
 )
 from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
 from sidecar.latency import LatencyTracker
-from sidecar.policy import Health, RouteDecision, Target, choose_route
+from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
 from sidecar.providers import openai_compat
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 
@@ -64,6 +64,7 @@ class Sidecar:
         self, *, latency: LatencyTracker | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        explore_rate: float = EXPLORE_RATE,
     ) -> None:
         self.rules: RuleSet | None = None
         self.latency = latency or LatencyTracker()
@@ -71,6 +72,7 @@ class Sidecar:
         self.clock = clock
         self.health = Health()
         self.rng = random.Random()
+        self.explore_rate = explore_rate  # prefer=fast: share of calls trying a stale model
         self.endpoints: dict[str, openai_compat.Endpoint] = {}
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
@@ -196,7 +198,8 @@ class Sidecar:
             facts = facts_from_chat(body, **client)
         else:
             body, facts = None, RequestFacts(model="", **client)
-        decision = choose_route(facts, rules, self.latency, health=self.health, rng=self.rng)
+        decision = choose_route(facts, rules, self.latency, health=self.health, rng=self.rng,
+                                explore_rate=self.explore_rate)
         state.facts, state.decision = facts, decision
         target = decision.target
         if decision.shadow and decision.kind != "passthrough":

@@ -26,7 +26,9 @@ class RunningSidecar:
         self.config = RunConfig(rules=rules, proxy_port=0, reverse_port=0,
                                 transparent_port=0 if transparent else None, confdir=confdir,
                                 body_size_limit=body_size_limit)
-        self.addon = Sidecar(environ=environ if environ is not None else dict(os.environ))
+        # No exploration: `prefer: fast` must pick the same model every time in a test.
+        self.addon = Sidecar(environ=environ if environ is not None else dict(os.environ),
+                             explore_rate=0.0)
         self.ca = ensure_ca(confdir)
         self.addrs: dict[str, list[tuple[str, int]]] = {}
         self._ready = threading.Event()

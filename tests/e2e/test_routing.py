@@ -281,3 +281,17 @@ def test_other_endpoints_pass_through_to_the_intercepted_provider(sidecar, up1, 
     assert embedding.model == "text-embedding-3-small"
     assert [r.path for r in up1.requests] == ["/v1/models", "/v1/embeddings"]
     assert all(r.headers.get("authorization") == f"Bearer {APP_KEY}" for r in up1.requests)
+
+
+def test_fast_learns_from_observed_latency(sidecar, up1, monkeypatch):
+    """m-fast's prior says fastest; once it is observed to be slow, `fast` picks another."""
+    client = proxied_client(sidecar, monkeypatch)
+    first, _ = chat(client, model="auto", extra_body={"prefer": "fast"})
+    assert first.model == "fast-model"
+
+    up1.script(delay=0.6)  # the next call to up1 (m-fast, pinned) takes 0.6 s for 5 tokens
+    chat(client, model="m-fast")
+    after, headers = chat(client, model="auto", extra_body={"prefer": "fast"})
+    # EWMA of ~0 and 0.12 s/token is ~0.024 s/token: 500 tokens ~12 s, m-balanced's prior ~7 s
+    assert after.model == "balanced-model"
+    assert sidecar.addon.latency.snapshot()["m-fast"]["samples"] == 2

@@ -296,7 +296,7 @@ class FakeBedrock:
     def start(self) -> Self:
         self._server = _Server(("127.0.0.1", 0), _Handler, self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="FakeBedrock", daemon=True
+            target=self._server.serve_forever, args=(0.02,), name="FakeBedrock", daemon=True
         )
         self._thread.start()
         return self

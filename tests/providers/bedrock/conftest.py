@@ -44,8 +44,11 @@ def fake() -> Iterator[FakeBedrock]:
 def client(fake: FakeBedrock) -> Iterator[Any]:
     """A real boto3 bedrock-runtime client pointed at the fake (no retries)."""
     bedrock = boto3.client(
-        "bedrock-runtime", endpoint_url=fake.url, region_name=TEST_REGION,
-        aws_access_key_id=TEST_ACCESS_KEY, aws_secret_access_key=TEST_SECRET_KEY,
+        "bedrock-runtime",
+        endpoint_url=fake.url,
+        region_name=TEST_REGION,
+        aws_access_key_id=TEST_ACCESS_KEY,
+        aws_secret_access_key=TEST_SECRET_KEY,
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
     )
     yield bedrock
