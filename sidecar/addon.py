@@ -26,6 +26,7 @@ from mitmproxy.proxy import server_hooks
 
 from sidecar.errors import (
     InternalError,
+    UnknownModelError,
     SidecarError,
     UpstreamError,
     error_body,
@@ -35,6 +36,8 @@ from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
 from sidecar.latency import LatencyTracker
 from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
 from sidecar.providers import openai_compat
+from sidecar.providers.bedrock.adapter import BedrockAdapter
+from sidecar.providers.bedrock.signing import BedrockSigner
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 
 log = logging.getLogger("sidecar")
@@ -56,6 +59,7 @@ class FlowState:
     overhead_ms: float = 0.0
     original: tuple[str, str, int, str] = ("", "", 0, "")  # scheme, host, port, path
     headers_added: bool = False
+    forwarded: bool = False  # the flow was rewritten and sent upstream (vs. answered by us)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,6 +78,7 @@ class Sidecar:
         self.rng = random.Random()
         self.explore_rate = explore_rate  # prefer=fast: share of calls trying a stale model
         self.endpoints: dict[str, openai_compat.Endpoint] = {}
+        self.bedrock: dict[str, BedrockAdapter] = {}
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -99,9 +104,21 @@ class Sidecar:
             self.use_rules(rules)
 
     def use_rules(self, rules: RuleSet) -> None:
-        self.health = Health(providers_down=unavailable_providers(rules, self.environ))
+        """Switch to ``rules``. Blocking: resolves AWS credentials for Bedrock providers."""
+        down = unavailable_providers(rules, self.environ)
+        bedrock = {}
+        for p in rules.providers.values():
+            if p.type == "bedrock":
+                assert p.region is not None
+                signer = BedrockSigner(p.region, endpoint_url=p.endpoint_url, profile=p.profile)
+                if not signer.resolve():
+                    down[p.name] = ("no AWS credentials found (environment, shared profile, SSO "
+                                    "or instance/task role)")
+                bedrock[p.name] = BedrockAdapter(signer)
+        self.health = Health(providers_down=down)
         self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)
                           for p in rules.providers.values() if p.base_url}
+        self.bedrock = bedrock
         self.rules = rules
         for name, reason in self.health.providers_down.items():
             log.warning("provider %s is unavailable: %s", name, reason)
@@ -114,13 +131,20 @@ class Sidecar:
             self._proxy_users[flow.client_conn] = user
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or not self._intercepted(flow):
+        if flow.response or flow.error or not flow.live:
             return
-        req = flow.request
-        state = FlowState(started=self.clock(),
-                          original=(req.scheme, req.pretty_host.lower(), req.port, req.path))
-        flow.metadata["sidecar"] = state
-        req.host = SENTINEL_HOST  # fail closed until `request` has routed the flow
+        try:
+            if not self._intercepted(flow):
+                return
+            req = flow.request
+            state = FlowState(started=self.clock(),
+                              original=(req.scheme, req.pretty_host.lower(), req.port, req.path))
+            flow.metadata["sidecar"] = state
+            req.host = SENTINEL_HOST  # fail closed until `request` has routed the flow
+        except Exception:  # noqa: BLE001 - never let mitmproxy forward an unexamined flow
+            log.exception("requestheaders failed; answering 502 (fail closed)")
+            respond_error(flow, InternalError("The model-router sidecar failed to examine this "
+                                              "request; it was not forwarded."))
 
     async def request(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -147,16 +171,27 @@ class Sidecar:
             return
         try:
             add_router_headers(flow.response.headers, state)
-            if state.facts is not None and state.facts.stream and flow.response.status_code < 300:
-                flow.response.stream = StreamTimer(self, state)
-        except Exception:  # noqa: BLE001
+            if state.facts is None or not state.facts.stream or flow.response.status_code >= 300:
+                return  # buffered: the response hook sees (and may translate) the whole body
+            transform = None
+            if state.provider_type == "bedrock" and state.target and state.target.spec:
+                transform = BedrockAdapter.transcoder(
+                    state.target.spec, request_id=_amzn_request_id(flow.response.headers),
+                    include_usage=bool(state.extra.get("include_usage")))
+                set_sse_headers(flow.response.headers)
+            flow.response.stream = StreamTimer(self, state, transform)
+        except Exception:  # noqa: BLE001 - the app gets an error, not a hang or a traceback
             log.exception("responseheaders failed")
+            respond_error(flow, InternalError("The model-router sidecar failed while reading "
+                                              "the provider's answer."))
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
         if not isinstance(state, FlowState) or flow.response is None:
             return
         add_router_headers(flow.response.headers, state)  # no-op if responseheaders did it
+        if state.forwarded and state.provider_type == "bedrock" and not flow.response.stream:
+            self._translate_bedrock(flow, state)
         if state.target is None or flow.response.stream or flow.response.status_code >= 300:
             return
         try:
@@ -165,6 +200,21 @@ class Sidecar:
             usage = {}
         self.latency.record(state.target.name, duration=self.clock() - state.started,
                             output_tokens=usage.get("completion_tokens"))
+
+    def _translate_bedrock(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        response = flow.response
+        assert response is not None and state.target is not None and state.target.spec
+        try:
+            status, body = BedrockAdapter.translate(
+                response.status_code, LowerHeaders(response.headers), response.content or b"",
+                spec=state.target.spec, request_id=_amzn_request_id(response.headers))
+        except SidecarError as e:
+            status, content, _ = render_openai_error(e)
+            body = json.loads(content)
+        keep = {k: v for k, v in response.headers.items()
+                if k.lower().startswith(("x-model-router-", "x-request-id", "x-amzn-"))}
+        flow.response = http.Response.make(status, json.dumps(body).encode(), {
+            **keep, "content-type": "application/json"})
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -207,6 +257,7 @@ class Sidecar:
                             if rules.intercept_for(host, port) else rules.intercept[0].provider,
                             facts.model, rules.catalog.find(facts.model))
         self._send_to(flow, state, target, body)
+        state.forwarded = True
 
     def _send_to(
         self, flow: http.HTTPFlow, state: FlowState, target: Target, body: dict[str, Any] | None
@@ -214,9 +265,10 @@ class Sidecar:
         rules = self.rules
         assert rules is not None
         provider = rules.providers[target.provider]
-        if provider.type != "openai":
-            raise UpstreamError(f"Provider {provider.name!r} ({provider.type}) cannot serve "
-                                "requests yet in this version of model-router.")
+        state.target, state.provider_type = target, provider.type
+        if provider.type == "bedrock":
+            self._send_to_bedrock(flow, state, target, body)
+            return
         endpoint = self.endpoints[provider.name]
         req = flow.request
         remove, add = openai_compat.upstream_headers(
@@ -231,7 +283,25 @@ class Sidecar:
         req.scheme, req.host, req.port = endpoint.scheme, endpoint.host, endpoint.port
         req.host_header = endpoint.host_header
         req.path = openai_compat.upstream_path(state.original[3], endpoint)
-        state.target = target
+
+    def _send_to_bedrock(
+        self, flow: http.HTTPFlow, state: FlowState, target: Target, body: dict[str, Any] | None
+    ) -> None:
+        if body is None or target.spec is None or state.facts is None:
+            raise UnknownModelError(
+                f"Bedrock provider {target.provider!r} serves only chat completions of catalog "
+                f"models; {state.original[3]!r} for model {target.upstream_model!r} cannot go there.",
+                param="model",
+            )
+        prepared = self.bedrock[target.provider].prepare(body, target.spec,
+                                                         stream=state.facts.stream)
+        flow.request.url = prepared.url
+        flow.request.headers = http.Headers(**{k.replace("-", "_"): v for k, v in
+                                               prepared.headers.items()})
+        flow.request.content = prepared.body
+        options = body.get("stream_options")
+        state.extra["include_usage"] = isinstance(options, dict) and bool(
+            options.get("include_usage"))
 
 
 class LowerHeaders(Mapping[str, str]):
@@ -290,22 +360,37 @@ def respond_error(flow: http.HTTPFlow, exc: SidecarError) -> None:
 
 
 class StreamTimer:
-    """``flow.response.stream``: passes chunks through as they arrive, timing the first token."""
+    """``flow.response.stream``: chunks go out as they arrive (through ``transform``, if any);
+    the time to the first chunk and to the end are recorded as the model's latency."""
 
-    def __init__(self, addon: Sidecar, state: FlowState) -> None:
-        self.addon, self.state = addon, state
+    def __init__(
+        self, addon: Sidecar, state: FlowState,
+        transform: Callable[[bytes], bytes | list[bytes]] | None = None,
+    ) -> None:
+        self.addon, self.state, self.transform = addon, state, transform
         self.first: float | None = None
 
     def __call__(self, data: bytes) -> bytes | Iterable[bytes]:
+        out = data if self.transform is None else self.transform(data)
         now = self.addon.clock()
-        if data:
-            if self.first is None:
-                self.first = now - self.state.started
-            return data
-        if self.state.target is not None:
+        if out and self.first is None:
+            self.first = now - self.state.started
+        if not data and self.state.target is not None:
             self.addon.latency.record(self.state.target.name, duration=now - self.state.started,
                                       ttft=self.first)
-        return []
+        return out or []  # never b"": mitmproxy would end the stream there
+
+
+def set_sse_headers(headers: http.Headers) -> None:
+    """The transcoded stream is OpenAI SSE of unknown length."""
+    for name in ("content-length", "content-type", "transfer-encoding"):
+        headers.pop(name, None)
+    headers["content-type"] = "text/event-stream; charset=utf-8"
+    headers["transfer-encoding"] = "chunked"
+
+
+def _amzn_request_id(headers: http.Headers) -> str:
+    return headers.get("x-amzn-requestid", "")
 
 
 def openai_error_page(status: int, message: str) -> bytes:

@@ -79,6 +79,15 @@ apps:
 """
 
 
+@pytest.fixture(autouse=True)
+def close_sdk_clients() -> Iterator[None]:
+    from tests.e2e.test_routing import OPEN_CLIENTS
+
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
+
+
 @pytest.fixture
 def up1() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(name="up1") as up:

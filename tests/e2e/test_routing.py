@@ -21,6 +21,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 pytestmark = pytest.mark.e2e
 
 HELLO = [{"role": "user", "content": "Say hello."}]
+OPEN_CLIENTS: list[openai.OpenAI] = []
 
 
 def proxied_client(
@@ -31,7 +32,9 @@ def proxied_client(
     at = f"{user}@" if user else ""
     monkeypatch.setenv("HTTPS_PROXY", f"http://{at}127.0.0.1:{sidecar.port('regular')}")
     monkeypatch.setenv("SSL_CERT_FILE", str(sidecar.ca.bundle))
-    return openai.OpenAI(api_key=key, max_retries=0, **kwargs)
+    client = openai.OpenAI(api_key=key, max_retries=0, **kwargs)
+    OPEN_CLIENTS.append(client)  # closed after the test (tests/e2e/conftest.py)
+    return client
 
 
 def chat(client: openai.OpenAI, **kwargs: Any) -> tuple[Any, Any]:
@@ -188,8 +191,8 @@ def curl(sidecar: RunningSidecar, *args: str, url: str = "https://api.openai.com
 
 
 def test_base_url_mode_with_the_sdk(sidecar, up1, up2):
-    client = openai.OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0)
-    completion, headers = chat(client, model="auto", extra_body={"prefer": "cheap"})
+    with openai.OpenAI(base_url=sidecar.base_url, api_key=APP_KEY, max_retries=0) as client:
+        completion, headers = chat(client, model="auto", extra_body={"prefer": "cheap"})
     assert completion.model == "cheap-model-v1"
     assert headers["x-model-router-app"] == "default"
     assert up2.requests[0].path == "/v1/chat/completions"

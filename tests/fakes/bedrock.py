@@ -211,13 +211,17 @@ class ErrorScript:
 @dataclass
 class RecordedRequest:
     method: str
-    path: str
-    model_id: str
+    path: str  # as sent: the model id percent-encoded
+    model_id: str  # decoded
     headers: dict[str, str]  # lower-case names
     raw_body: bytes
-    body: Any
+    body: Any  # parsed JSON (None if it was not JSON)
     signature_ok: bool
-    stream: bool = False
+    operation: str  # "converse", "converse-stream", or "" for an unknown path
+
+    @property
+    def stream(self) -> bool:
+        return self.operation == "converse-stream"
 
 
 class BedrockError(Exception):
@@ -330,6 +334,17 @@ class FakeBedrock:
     # -- request handling (handler thread) ------------------------------------------------------
 
     def handle(self, handler: _Handler) -> None:
+        record, auth_error = self._record(handler)
+        try:
+            if auth_error is not None:
+                raise auth_error
+            self._answer(handler, record)
+        except BedrockError as exc:
+            status = exc.status or self.error_status(exc.code)
+            error_type = f"{exc.code}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+            handler.send_json(status, {"message": exc.message}, {"x-amzn-ErrorType": error_type})
+
+    def _record(self, handler: _Handler) -> tuple[RecordedRequest, BedrockError | None]:
         raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
         headers = {k.lower(): v for k, v in handler.headers.items()}
         match = _PATH.fullmatch(handler.path)
@@ -339,55 +354,36 @@ class FakeBedrock:
             body = None
         auth_error = self.check_signature(handler.command, handler.path, headers, raw)
         record = RecordedRequest(
-            handler.command,
-            handler.path,
-            unquote(match["model"]) if match else "",
-            headers,
-            raw,
-            body,
-            auth_error is None,
-            bool(match and match["op"] == "converse-stream"),
+            method=handler.command,
+            path=handler.path,
+            model_id=unquote(match["model"]) if match else "",
+            headers=headers,
+            raw_body=raw,
+            body=body,
+            signature_ok=auth_error is None,
+            operation=match["op"] if match else "",
         )
         with self._lock:
             self.requests.append(record)
-        try:
-            if auth_error is not None:
-                raise auth_error
-            if match is None or handler.command != "POST":
-                raise BedrockError(
-                    "UnknownOperationException",
-                    f"no route for {handler.command} {handler.path}",
-                    404,
-                )
-            if not isinstance(body, dict):
-                raise BedrockError(
-                    "SerializationException", "request body is not a JSON object", 400
-                )
-            validate(body)
-            script = self._queue.popleft() if self._queue else echo(body)
-            if isinstance(script, ErrorScript):
-                raise BedrockError(script.code, script.message, script.status)
-            if record.stream:
-                events = (
-                    script.events if isinstance(script, StreamScript) else stream_events(script)
-                )
-                delay = script.delay if isinstance(script, StreamScript) else self.delay
-                handler.send_stream(events, delay)
-            else:
-                if isinstance(script, StreamScript):
-                    raise BedrockError(
-                        "ValidationException", "a stream was scripted for converse", 400
-                    )
-                handler.send_json(200, script)
-        except BedrockError as exc:
-            status = exc.status or self.error_status(exc.code)
-            handler.send_json(
-                status,
-                {"message": exc.message},
-                {
-                    "x-amzn-ErrorType": f"{exc.code}:http://internal.amazon.com/coral/com.amazon.bedrock/"
-                },
-            )
+        return record, auth_error
+
+    def _answer(self, handler: _Handler, record: RecordedRequest) -> None:
+        if not record.operation or record.method != "POST":
+            raise BedrockError("UnknownOperationException", f"no route for {record.path}", 404)
+        if not isinstance(record.body, dict):
+            raise BedrockError("SerializationException", "the body is not a JSON object", 400)
+        validate(record.body)
+        script = self._queue.popleft() if self._queue else echo(record.body)
+        if isinstance(script, ErrorScript):
+            raise BedrockError(script.code, script.message, script.status)
+        if isinstance(script, StreamScript):
+            if not record.stream:
+                raise BedrockError("ValidationException", "a stream was scripted for converse")
+            handler.send_stream(script.events, script.delay)
+        elif record.stream:
+            handler.send_stream(stream_events(script), self.delay)
+        else:
+            handler.send_json(200, script)
 
     def check_signature(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes

@@ -95,8 +95,9 @@ class BedrockSigner:
             self.resolve()
         if self._frozen is None:
             raise UpstreamError("no AWS credentials for Bedrock", code="upstream_auth_failed")
-        request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-        if "content-type" not in {name.lower() for name in headers}:
+        given = {k: v for k, v in headers.items() if k.lower() not in ("host", "accept-encoding")}
+        request = AWSRequest(method=method, url=url, data=body, headers=given)
+        if "content-type" not in {name.lower() for name in given}:
             request.headers["Content-Type"] = "application/json"
         request.headers["host"] = _host(url)
         SigV4Auth(self._frozen, SIGNING_NAME, self.region).add_auth(request)

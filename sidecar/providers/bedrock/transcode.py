@@ -19,6 +19,7 @@ Output rules:
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -29,6 +30,9 @@ from sidecar.providers.bedrock.errors import from_stream_exception
 from sidecar.providers.bedrock.stream import ConverseStreamTranslator
 
 DONE = b"data: [DONE]\n\n"
+# What botocore's decoder raises on malformed input: its own ParserErrors, and from header
+# parsing an unknown value type (KeyError), short data (struct.error) or bad UTF-8.
+_BROKEN_FRAME = (ParserError, KeyError, struct.error, UnicodeDecodeError)
 
 
 def sse_event(obj: object) -> bytes:
@@ -57,9 +61,9 @@ class EventStreamToSSE:
                 out += self._on_message(message)
                 if self.closed:
                     break
-        except ParserError as exc:
-            out.append(self._fail(error_body(f"Bedrock sent a broken event stream: {exc}",
-                                             type="server_error", code="bad_event_stream")))
+        except _BROKEN_FRAME as exc:  # bad CRC or length, or a valid CRC over bad headers
+            why = f"Bedrock sent a broken event stream: {exc!r}"
+            out.append(self._fail(error_body(why, type="server_error", code="bad_event_stream")))
         except SidecarError as exc:
             out.append(self._fail_with(exc))
         return out

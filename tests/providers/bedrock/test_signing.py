@@ -213,3 +213,27 @@ def test_endpoint(region: str, url: str | None, expected: str) -> None:
 def test_host_header(url: str, host: str) -> None:
     headers = BedrockSigner(TEST_REGION).sign(method="POST", url=url, headers={}, body=b"{}")
     assert headers["host"] == host
+
+
+@pytest.mark.usefixtures("test_credentials")
+def test_given_headers_are_signed_and_host_is_not_doubled(fake: FakeBedrock) -> None:
+    signer = BedrockSigner(TEST_REGION, endpoint_url=fake.url)
+    url = signer.url(converse_path(SPEC, stream=True))
+    given = {
+        "Host": "elsewhere",
+        "Accept": "application/vnd.amazon.eventstream",
+        "Accept-Encoding": "gzip",
+        "content-type": "application/json",
+    }
+    headers = signer.sign(method="POST", url=url, headers=given, body=BODY)
+    lowered = [name.lower() for name in headers]
+    assert len(lowered) == len(set(lowered))
+    assert headers["accept-encoding"] == "identity" and headers["host"] == url.split("/")[2]
+    assert "accept;content-type;host;x-amz-date" in headers["Authorization"]
+    with (
+        httpx.Client(trust_env=False) as http,
+        http.stream("POST", url, headers=headers, content=BODY) as reply,
+    ):
+        assert reply.status_code == 200
+        reply.read()
+    assert fake.requests[-1].signature_ok

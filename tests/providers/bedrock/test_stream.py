@@ -5,7 +5,9 @@ The byte streams are produced by the fake's encoder (real AWS event-stream frame
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -123,13 +125,15 @@ ALL_STREAMS: dict[str, Callable[[], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("include_usage", [False, True])
 @pytest.mark.parametrize("name", sorted(ALL_STREAMS))
-def test_every_split_gives_the_same_sse(name: str, include_usage: bool) -> None:
+def test_every_split_gives_the_same_sse(name: str) -> None:
+    """With include_usage (the superset: usage on every chunk, the usage chunk at the end)."""
     data = ALL_STREAMS[name]()
-    whole = events(run([data], include_usage))
+    whole = events(run([data], include_usage=True))
+    assert whole, "the stream produced no SSE at all"
     for pieces in splits(data):
-        assert events(run(pieces, include_usage)) == whole, f"split {[len(p) for p in pieces][:2]}"
+        got = events(run(pieces, include_usage=True))
+        assert got == whole, f"split into pieces of {[len(p) for p in pieces][:2]} bytes"
 
 
 @pytest.mark.parametrize("name", sorted(COMPLETE))
@@ -253,6 +257,15 @@ def test_corrupted_frame_is_an_error() -> None:
     data = bytearray(stream_bytes("text"))
     data[30] ^= 0xFF  # inside the first frame: its CRC no longer matches
     items = events(run([bytes(data)]))
+    assert items[-1]["error"]["code"] == "bad_event_stream"
+
+
+def test_valid_crc_over_bad_headers_is_an_error() -> None:
+    head = b"\x0d:message-type" + bytes([42]) + b"\x00\x05event"  # value type 42: no such type
+    prelude = struct.pack(">II", 12 + len(head) + 2 + 4, len(head))
+    start = prelude + struct.pack(">I", binascii.crc32(prelude)) + head + b"{}"
+    frame = start + struct.pack(">I", binascii.crc32(start))
+    items = events(run([encode_events(stream_events(TEXT)[:1]) + frame]))
     assert items[-1]["error"]["code"] == "bad_event_stream"
 
 
