@@ -8,6 +8,7 @@ into an OpenAI-format error response instead of letting mitmproxy forward the fl
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -39,11 +40,15 @@ from sidecar.providers import openai_compat
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
+from sidecar.tasks import spawn
 
 log = logging.getLogger("sidecar")
 
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 ROUTED_SUFFIX = "/chat/completions"
+CREDENTIALS_CHECK_SECONDS = 30.0
+NO_AWS_CREDENTIALS = ("no AWS credentials found (environment, shared profile, SSO or "
+                      "instance/task role)")
 LISTENER_NAMES = {"regular": "proxy", "reverse": "reverse", "transparent": "transparent"}
 
 
@@ -79,6 +84,7 @@ class Sidecar:
         self.explore_rate = explore_rate  # prefer=fast: share of calls trying a stale model
         self.endpoints: dict[str, openai_compat.Endpoint] = {}
         self.bedrock: dict[str, BedrockAdapter] = {}
+        self._refresher: asyncio.Task[None] | None = None
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -94,6 +100,31 @@ class Sidecar:
 
     def running(self) -> None:
         install_openai_error_pages()
+        self._refresher = spawn(self._refresh_credentials(), name="aws-credentials")
+
+    def done(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+
+    async def _refresh_credentials(self) -> None:
+        """Refresh expiring AWS credentials off the event loop, and bring Bedrock providers
+        up (or down) as credentials appear (or vanish); ``sign()`` then never blocks."""
+        while True:
+            await asyncio.sleep(CREDENTIALS_CHECK_SECONDS)
+            for name, adapter in list(self.bedrock.items()):
+                if adapter.signer.needs_refresh():
+                    ok = await asyncio.to_thread(adapter.signer.resolve)
+                    self._set_provider_down(name, None if ok else NO_AWS_CREDENTIALS)
+
+    def _set_provider_down(self, name: str, reason: str | None) -> None:
+        down = dict(self.health.providers_down)
+        if reason is None:
+            if down.pop(name, None) is not None:
+                log.info("provider %s is available again", name)
+        elif down.get(name) != reason:
+            down[name] = reason
+            log.warning("provider %s is unavailable: %s", name, reason)
+        self.health = Health(providers_down=down, models_down=self.health.models_down)
 
     def configure(self, updated: set[str]) -> None:
         if "sidecar_rules" in updated:
@@ -112,8 +143,7 @@ class Sidecar:
                 assert p.region is not None
                 signer = BedrockSigner(p.region, endpoint_url=p.endpoint_url, profile=p.profile)
                 if not signer.resolve():
-                    down[p.name] = ("no AWS credentials found (environment, shared profile, SSO "
-                                    "or instance/task role)")
+                    down[p.name] = NO_AWS_CREDENTIALS
                 bedrock[p.name] = BedrockAdapter(signer)
         self.health = Health(providers_down=down)
         self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)

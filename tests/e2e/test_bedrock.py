@@ -285,3 +285,29 @@ def test_no_aws_credentials_marks_bedrock_unavailable(tmp_path, confdir, up1, be
     assert info.value.status_code == 503
     assert "no AWS credentials" in info.value.message
     assert bedrock.requests == []
+
+
+def test_credentials_that_appear_later_bring_bedrock_up(tmp_path, confdir, up1, bedrock,
+                                                        monkeypatch):
+    """Checked off the event loop every CREDENTIALS_CHECK_SECONDS, as expiring ones are."""
+    from sidecar import addon as addon_module
+
+    monkeypatch.setattr(addon_module, "CREDENTIALS_CHECK_SECONDS", 0.05)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.format(up1=up1.base_url, bedrock=bedrock.url, model_id=MODEL_ID))
+    with RunningSidecar(rules, confdir, environ={}) as sidecar:
+        assert "aws" in sidecar.addon.health.providers_down
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", fb.TEST_ACCESS_KEY)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", fb.TEST_SECRET_KEY)
+        deadline = time.monotonic() + 5
+        while "aws" in sidecar.addon.health.providers_down and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = proxied_client(sidecar, monkeypatch, default_headers={"x-app": "legacy"})
+        bedrock.push(fb.text_response("now with credentials"))
+        completion = client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert completion.choices[0].message.content == "now with credentials"
+    assert bedrock.requests[0].signature_ok
