@@ -18,35 +18,39 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
+from sidecar.cooldown import Cooldowns
 from sidecar.errors import (
     InternalError,
-    UnknownModelError,
     SidecarError,
-    UpstreamError,
     error_body,
     render_openai_error,
 )
 from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
 from sidecar.latency import LatencyTracker
 from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
-from sidecar.providers import openai_compat
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
+from sidecar.relay import SERVED_HEADER, Job, Outcome, Relay
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
+from sidecar.upstream import Dispatcher, UpstreamCall
 
 log = logging.getLogger("sidecar")
 
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 ROUTED_SUFFIX = "/chat/completions"
 CREDENTIALS_CHECK_SECONDS = 30.0
+UPSTREAM_TIMEOUT = 120.0  # seconds without a byte from the provider before trying the next
+CONNECT_TIMEOUT = 10.0
 NO_AWS_CREDENTIALS = ("no AWS credentials found (environment, shared profile, SSO or "
                       "instance/task role)")
 LISTENER_NAMES = {"regular": "proxy", "reverse": "reverse", "transparent": "transparent"}
@@ -58,14 +62,16 @@ class FlowState:
 
     facts: RequestFacts | None = None
     decision: RouteDecision | None = None
-    target: Target | None = None
+    plan: tuple[Target, ...] = ()  # what will be tried, in order
+    target: Target | None = None  # what served (known once the answer starts)
     provider_type: str = "openai"
     started: float = 0.0
     overhead_ms: float = 0.0
     original: tuple[str, str, int, str] = ("", "", 0, "")  # scheme, host, port, path
     headers_added: bool = False
-    forwarded: bool = False  # the flow was rewritten and sent upstream (vs. answered by us)
-    extra: dict[str, Any] = field(default_factory=dict)
+    forwarded: bool = False  # the flow was rewritten and sent on (vs. answered by us)
+    relayed: bool = False  # sent through the relay (fallbacks, streams)
+    include_usage: bool = False
 
 
 class Sidecar:
@@ -74,22 +80,31 @@ class Sidecar:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         explore_rate: float = EXPLORE_RATE,
+        upstream_timeout: float = UPSTREAM_TIMEOUT,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
         self.rules: RuleSet | None = None
         self.latency = latency or LatencyTracker()
+        self.cooldowns = cooldowns or Cooldowns()
         self.environ = os.environ if environ is None else environ
         self.clock = clock
-        self.health = Health()
+        self.providers_down: dict[str, str] = {}
         self.rng = random.Random()
         self.explore_rate = explore_rate  # prefer=fast: share of calls trying a stale model
-        self.endpoints: dict[str, openai_compat.Endpoint] = {}
-        self.bedrock: dict[str, BedrockAdapter] = {}
+        self.upstream_timeout = upstream_timeout
+        self.dispatcher: Dispatcher | None = None
+        self.relay: Relay | None = None
+        self._client: httpx.AsyncClient | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
 
-    # -- configuration -------------------------------------------------------------------------
+    @property
+    def health(self) -> Health:
+        return Health(providers_down=self.providers_down, models_down=self.cooldowns.down())
+
+    # -- lifecycle and configuration -----------------------------------------------------------
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -98,33 +113,44 @@ class Sidecar:
             "defaults and per-app routes.",
         )
 
-    def running(self) -> None:
+    async def running(self) -> None:
         install_openai_error_pages()
+        timeout = httpx.Timeout(self.upstream_timeout, connect=CONNECT_TIMEOUT)
+        self._client = httpx.AsyncClient(
+            timeout=timeout, trust_env=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200))
+        self.relay = Relay(client=self._client, on_outcome=self.record_outcome, clock=self.clock)
+        await self.relay.start()
         self._refresher = spawn(self._refresh_credentials(), name="aws-credentials")
 
-    def done(self) -> None:
+    async def done(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def _refresh_credentials(self) -> None:
         """Refresh expiring AWS credentials off the event loop, and bring Bedrock providers
         up (or down) as credentials appear (or vanish); ``sign()`` then never blocks."""
         while True:
             await asyncio.sleep(CREDENTIALS_CHECK_SECONDS)
-            for name, adapter in list(self.bedrock.items()):
+            bedrock = self.dispatcher.bedrock if self.dispatcher else {}
+            for name, adapter in list(bedrock.items()):
                 if adapter.signer.needs_refresh():
                     ok = await asyncio.to_thread(adapter.signer.resolve)
                     self._set_provider_down(name, None if ok else NO_AWS_CREDENTIALS)
 
     def _set_provider_down(self, name: str, reason: str | None) -> None:
-        down = dict(self.health.providers_down)
+        down = dict(self.providers_down)
         if reason is None:
             if down.pop(name, None) is not None:
                 log.info("provider %s is available again", name)
         elif down.get(name) != reason:
             down[name] = reason
             log.warning("provider %s is unavailable: %s", name, reason)
-        self.health = Health(providers_down=down, models_down=self.health.models_down)
+        self.providers_down = down
 
     def configure(self, updated: set[str]) -> None:
         if "sidecar_rules" in updated:
@@ -145,13 +171,23 @@ class Sidecar:
                 if not signer.resolve():
                     down[p.name] = NO_AWS_CREDENTIALS
                 bedrock[p.name] = BedrockAdapter(signer)
-        self.health = Health(providers_down=down)
-        self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)
-                          for p in rules.providers.values() if p.base_url}
-        self.bedrock = bedrock
+        keys = {p.name: p.resolve_key(self.environ) for p in rules.providers.values()}
+        self.dispatcher = Dispatcher(rules.providers, keys=keys, bedrock=bedrock)
+        self.providers_down = down
         self.rules = rules
-        for name, reason in self.health.providers_down.items():
+        for name, reason in down.items():
             log.warning("provider %s is unavailable: %s", name, reason)
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """Every attempt counts towards cooldowns; a failure also counts as slow."""
+        name = outcome.target.name
+        if outcome.ok:
+            self.cooldowns.success(name)
+            return
+        self.latency.penalize(name)
+        if self.cooldowns.failure(name):
+            log.warning("model %s is cooling down after repeated failures (%s)", name,
+                        outcome.reason)
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -200,36 +236,50 @@ class Sidecar:
         if not isinstance(state, FlowState) or flow.response is None:
             return
         try:
-            add_router_headers(flow.response.headers, state)
-            if state.facts is None or not state.facts.stream or flow.response.status_code >= 300:
-                return  # buffered: the response hook sees (and may translate) the whole body
-            transform = None
-            if state.provider_type == "bedrock" and state.target and state.target.spec:
-                transform = BedrockAdapter.transcoder(
-                    state.target.spec, request_id=_amzn_request_id(flow.response.headers),
-                    include_usage=bool(state.extra.get("include_usage")))
-                set_sse_headers(flow.response.headers)
-            flow.response.stream = StreamTimer(self, state, transform)
+            self._on_headers(flow, state, flow.response)
         except Exception:  # noqa: BLE001 - the app gets an error, not a hang or a traceback
             log.exception("responseheaders failed")
             respond_error(flow, InternalError("The model-router sidecar failed while reading "
                                               "the provider's answer."))
+
+    def _on_headers(self, flow: http.HTTPFlow, state: FlowState, response: http.Response) -> None:
+        if state.relayed:
+            served = response.headers.pop(SERVED_HEADER, None)
+            state.target = state.plan[int(served)] if served is not None else None
+        add_router_headers(response.headers, state)
+        if state.facts is None or not state.facts.stream or response.status_code >= 300:
+            return  # buffered: the response hook sees (and may translate) the whole body
+        transform = None
+        if not state.relayed and state.provider_type == "bedrock" and state.target and (
+                state.target.spec):
+            transform = BedrockAdapter.transcoder(
+                state.target.spec, request_id=_amzn_request_id(response.headers),
+                include_usage=state.include_usage)
+            set_sse_headers(response.headers)
+        response.stream = StreamTimer(self, state, transform)
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
         if not isinstance(state, FlowState) or flow.response is None:
             return
         add_router_headers(flow.response.headers, state)  # no-op if responseheaders did it
-        if state.forwarded and state.provider_type == "bedrock" and not flow.response.stream:
-            self._translate_bedrock(flow, state)
-        if state.target is None or flow.response.stream or flow.response.status_code >= 300:
+        if not state.forwarded or flow.response.stream or state.target is None:
             return
-        try:
-            usage = (flow.response.json() or {}).get("usage") or {}
-        except (ValueError, AttributeError):
-            usage = {}
-        self.latency.record(state.target.name, duration=self.clock() - state.started,
-                            output_tokens=usage.get("completion_tokens"))
+        direct = not state.relayed
+        if direct and state.provider_type == "bedrock":
+            self._translate_bedrock(flow, state)
+        status = flow.response.status_code
+        if direct and (status == 429 or status >= 500):
+            self.record_outcome(Outcome(state.target, False, f"status {status}", 0.0))
+        elif status < 300:
+            if direct:
+                self.cooldowns.success(state.target.name)
+            try:
+                usage = (flow.response.json() or {}).get("usage") or {}
+            except (ValueError, AttributeError):
+                usage = {}
+            self.latency.record(state.target.name, duration=self.clock() - state.started,
+                                output_tokens=usage.get("completion_tokens"))
 
     def _translate_bedrock(self, flow: http.HTTPFlow, state: FlowState) -> None:
         response = flow.response
@@ -248,8 +298,12 @@ class Sidecar:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
-        if isinstance(state, FlowState) and state.target is not None and flow.error:
-            log.warning("upstream %s failed: %s", state.target.provider, flow.error.msg)
+        if not isinstance(state, FlowState) or not flow.error or not state.forwarded:
+            return
+        where = "the relay" if state.relayed else (state.target.provider if state.target else "?")
+        log.warning("upstream %s failed: %s", where, flow.error.msg)
+        if state.target is not None and not state.relayed:
+            self.record_outcome(Outcome(state.target, False, "connect", 0.0))
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -262,76 +316,65 @@ class Sidecar:
         return rules.intercept_for(flow.request.pretty_host.lower(), flow.request.port) is not None
 
     def _route(self, flow: http.HTTPFlow, state: FlowState) -> None:
-        rules = self.rules
-        assert rules is not None
+        rules, dispatcher = self.rules, self.dispatcher
+        assert rules is not None and dispatcher is not None
         req = flow.request
-        scheme, host, port, path = state.original
+        _, host, port, path = state.original
+        headers = LowerHeaders(req.headers)
         client = dict(
             listener=LISTENER_NAMES.get(flow.client_conn.proxy_mode.type_name, "proxy"),
             client_ip=flow.client_conn.peername[0] if flow.client_conn.peername else "",
             proxy_user=self._proxy_users.get(flow.client_conn)
-            or proxy_user(req.headers.get("proxy-authorization", "")),
-            headers=LowerHeaders(req.headers), host=host, port=port, path=path,
+            or proxy_user(headers.get("proxy-authorization", "")),
+            headers=headers, host=host, port=port, path=path,
         )
+        raw = req.get_content(strict=False) or b""
+        body: dict[str, Any] | None = None
         if req.method == "POST" and path.split("?")[0].endswith(ROUTED_SUFFIX):
-            body = parse_chat_body(req.get_content(strict=False))
+            body = parse_chat_body(raw)
             facts = facts_from_chat(body, **client)
         else:
-            body, facts = None, RequestFacts(model="", **client)
+            facts = RequestFacts(model="", **client)
         decision = choose_route(facts, rules, self.latency, health=self.health, rng=self.rng,
                                 explore_rate=self.explore_rate)
         state.facts, state.decision = facts, decision
-        target = decision.target
+        state.plan = decision.plan
         if decision.shadow and decision.kind != "passthrough":
-            target = Target(rules.intercept_for(host, port).provider  # type: ignore[union-attr]
-                            if rules.intercept_for(host, port) else rules.intercept[0].provider,
-                            facts.model, rules.catalog.find(facts.model))
-        self._send_to(flow, state, target, body)
+            spec = rules.intercept_for(host, port) or rules.intercept[0]
+            state.plan = (Target(spec.provider, facts.model, rules.catalog.find(facts.model)),)
+        options = body.get("stream_options") if body else None
+        state.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+        def prepare(target: Target) -> UpstreamCall:
+            return dispatcher.prepare(target, path=path, headers=headers, raw=raw, body=body,
+                                      stream=facts.stream)
+
+        if body is not None and (facts.stream or len(state.plan) > 1) and self.relay:
+            self._send_via_relay(flow, state, prepare)
+        else:
+            self._send_direct(flow, state, prepare(state.plan[0]))
         state.forwarded = True
 
-    def _send_to(
-        self, flow: http.HTTPFlow, state: FlowState, target: Target, body: dict[str, Any] | None
-    ) -> None:
-        rules = self.rules
-        assert rules is not None
-        provider = rules.providers[target.provider]
-        state.target, state.provider_type = target, provider.type
-        if provider.type == "bedrock":
-            self._send_to_bedrock(flow, state, target, body)
-            return
-        endpoint = self.endpoints[provider.name]
-        req = flow.request
-        remove, add = openai_compat.upstream_headers(
-            req.headers, provider, provider.resolve_key(self.environ)
-        )
-        for name in remove:
-            del req.headers[name]
-        req.headers.update(add)
-        if body is not None and (target.upstream_model != body.get("model")
-                                 or openai_compat.has_router_fields(body)):
-            req.content = openai_compat.upstream_body(body, model=target.upstream_model)
-        req.scheme, req.host, req.port = endpoint.scheme, endpoint.host, endpoint.port
-        req.host_header = endpoint.host_header
-        req.path = openai_compat.upstream_path(state.original[3], endpoint)
+    def _send_direct(self, flow: http.HTTPFlow, state: FlowState, call: UpstreamCall) -> None:
+        """The fast path: mitmproxy itself sends the call to the one model in the plan."""
+        state.target, state.provider_type = call.target, call.kind
+        flow.request.url = call.url
+        flow.request.headers = http.Headers(
+            [(b"host", urlsplit(call.url).netloc.encode())]
+            + [(k.encode(), v.encode()) for k, v in call.headers.items()])
+        flow.request.content = call.body
 
-    def _send_to_bedrock(
-        self, flow: http.HTTPFlow, state: FlowState, target: Target, body: dict[str, Any] | None
+    def _send_via_relay(
+        self, flow: http.HTTPFlow, state: FlowState, prepare: Callable[[Target], UpstreamCall]
     ) -> None:
-        if body is None or target.spec is None or state.facts is None:
-            raise UnknownModelError(
-                f"Bedrock provider {target.provider!r} serves only chat completions of catalog "
-                f"models; {state.original[3]!r} for model {target.upstream_model!r} cannot go there.",
-                param="model",
-            )
-        prepared = self.bedrock[target.provider].prepare(body, target.spec,
-                                                         stream=state.facts.stream)
-        flow.request.url = prepared.url
-        flow.request.headers = http.Headers(**{k.replace("-", "_"): v for k, v in
-                                               prepared.headers.items()})
-        flow.request.content = prepared.body
-        options = body.get("stream_options")
-        state.extra["include_usage"] = isinstance(options, dict) and bool(
-            options.get("include_usage"))
+        """Plans with fallbacks, and streams: the relay tries each model in turn."""
+        assert self.relay is not None
+        state.relayed = True
+        path = self.relay.submit(Job(plan=state.plan, prepare=prepare,
+                                     include_usage=state.include_usage))
+        flow.request.url = f"http://127.0.0.1:{self.relay.port}{path}"
+        flow.request.headers = http.Headers(host=f"127.0.0.1:{self.relay.port}")
+        flow.request.content = b""
 
 
 class LowerHeaders(Mapping[str, str]):

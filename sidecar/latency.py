@@ -16,7 +16,8 @@ from sidecar.catalog import ModelSpec
 ALPHA = 0.2  # weight of a new observation
 DEFAULT_TTFT = 1.0  # seconds, for a model with neither observations nor a catalog prior
 DEFAULT_TOKENS_PER_SECOND = 50.0
-STALE_AFTER = 600.0  # seconds without an observation before a model is worth exploring again
+STALE_AFTER = 600.0
+FAILURE_PENALTY = 30.0  # seconds a failed attempt counts as  # seconds without an observation before a model is worth exploring again
 
 
 @dataclass(slots=True)
@@ -50,6 +51,14 @@ class LatencyTracker:
         generating = duration - (ttft or 0.0)
         if output_tokens and generating >= 0:
             seen.per_token = _ewma(seen.per_token, generating / output_tokens)
+        seen.samples += 1
+        seen.last_seen = self._clock()
+
+    def penalize(self, model: str, *, seconds: float = FAILURE_PENALTY) -> None:
+        """A failed attempt counts as a very slow one, so ``prefer: fast`` moves away from it."""
+        seen = self._models.setdefault(model, _Observed())
+        seen.ttft = _ewma(seen.ttft, seconds)
+        seen.per_token = _ewma(seen.per_token, seconds / 100)
         seen.samples += 1
         seen.last_seen = self._clock()
 

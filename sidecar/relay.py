@@ -1,0 +1,324 @@
+"""The in-process relay: serves a call from its plan, falling back before the app sees a byte.
+
+mitmproxy cannot re-send a flow to another server once one has answered, and it cannot let an
+addon produce a streamed response (``reference/mitmproxy-findings.md`` §4–5). So calls that may
+need a fallback (a plan with more than one model, or a stream) are pointed at this small HTTP/1.1
+server on 127.0.0.1, on mitmproxy's own event loop. For each target in the plan it sends the
+``UpstreamCall`` with a shared, pooled httpx client; a 429, a 5xx, a connection error, a timeout
+or a stream that dies before its first chunk moves on to the next target. The first answer that
+is not worth retrying is relayed to mitmproxy as it arrives (chunked), Bedrock event streams
+transcoded on the way; if the stream breaks later, it ends with an OpenAI error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import httpx
+
+from sidecar.errors import SidecarError, UpstreamError, UpstreamTimeoutError, render_openai_error
+from sidecar.policy import Target
+from sidecar.providers.bedrock.adapter import BedrockAdapter
+from sidecar.providers.bedrock.errors import from_http_error
+from sidecar.upstream import HOP_BY_HOP, UpstreamCall
+
+log = logging.getLogger("sidecar")
+
+RELAY_PATH = "/_model_router_relay/"
+SERVED_HEADER = "x-model-router-served"  # which plan index served; read and removed by the addon
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class Job:
+    plan: tuple[Target, ...]
+    prepare: Callable[[Target], UpstreamCall]
+    include_usage: bool = False
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt, as the cooldown and latency bookkeeping need it."""
+
+    target: Target
+    ok: bool
+    reason: str  # "ok", "status 503", "timeout", "connect", "stream"
+    seconds: float
+
+
+class Relay:
+    def __init__(
+        self, *, client: httpx.AsyncClient, on_outcome: Callable[[Outcome], None],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.client = client
+        self.on_outcome = on_outcome
+        self.clock = clock
+        self.jobs: dict[str, Job] = {}
+        self.port = 0
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def start(self, host: str = "127.0.0.1") -> int:
+        self._server = await asyncio.start_server(self._serve, host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._connections):
+                writer.transport.abort()
+            await self._server.wait_closed()
+
+    def submit(self, job: Job) -> str:
+        """Register a job; the returned path is where the flow must be sent."""
+        job_id = f"{next(self._ids)}"
+        self.jobs[job_id] = job
+        return RELAY_PATH + job_id
+
+    # -- the HTTP/1.1 side facing mitmproxy --------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target, length = _parse_head(head)
+                if length:
+                    await reader.readexactly(length)
+                job = self.jobs.pop(target.removeprefix(RELAY_PATH), None)
+                out = _Writer(writer)
+                if job is None:
+                    await out.error(UpstreamError("relay job not found", code="relay_error"))
+                else:
+                    await self._run(job, out)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    # -- the plan ----------------------------------------------------------------------------
+
+    async def _run(self, job: Job, out: _Writer) -> None:
+        failed: list[str] = []
+        last: tuple[int, dict[str, str], bytes] | None = None
+        for index, target in enumerate(job.plan):
+            started = self.clock()
+            try:
+                call = job.prepare(target)
+                last = await self._attempt(index, call, job, out, failed)
+            except SidecarError as e:  # this model cannot take the request: try the next
+                last = render_openai_error(e)[0], {}, render_openai_error(e)[1]
+                failed.append(f"{target.name}: {e.message}")
+                continue
+            if last is None:
+                return  # answered
+            self.on_outcome(Outcome(target, False, failed[-1].split(": ", 1)[1],
+                                    self.clock() - started))
+        assert last is not None
+        status, headers, body = last
+        await out.answer(status, {**headers, "x-model-router-fallbacks": str(len(failed))}, body)
+
+    async def _attempt(
+        self, index: int, call: UpstreamCall, job: Job, out: _Writer, failed: list[str]
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """None when the call was answered; else the error to give if nothing else works."""
+        started = self.clock()
+        name = call.target.name
+        try:
+            headers = {**call.headers, "accept-encoding": "identity"}  # relayed as it arrives
+            request = self.client.build_request("POST", call.url, headers=headers,
+                                                content=call.body)
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            failed.append(f"{name}: timeout")
+            return render_upstream(UpstreamTimeoutError(f"{name} did not answer in time"))
+        except httpx.HTTPError as e:
+            failed.append(f"{name}: connect")
+            return render_upstream(UpstreamError(f"could not reach {call.target.provider}: {e}",
+                                                 code="upstream_connect_error"))
+        try:
+            status = response.status_code
+            if status >= 300 or not call.stream:
+                body = await _read(response)
+                status, headers, body = _finish_buffered(call, response, body, job)
+                if _retryable(call, response.status_code, body):
+                    failed.append(f"{name}: status {response.status_code}")
+                    return status, headers, body
+                await out.answer(status, {**headers, SERVED_HEADER: str(index),
+                                          "x-model-router-fallbacks": str(len(failed))}, body)
+                self.on_outcome(Outcome(call.target, status < 400, f"status {status}",
+                                        self.clock() - started))
+                return None
+            return await self._relay_stream(index, call, job, response, out, failed, started)
+        finally:
+            await response.aclose()
+
+    async def _relay_stream(
+        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer,
+        failed: list[str], started: float,
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        transform = _transform(call, response, job)
+        chunks = response.aiter_raw()
+        try:
+            first = await _first_output(chunks, transform)
+        except (httpx.HTTPError, StopAsyncIteration):
+            failed.append(f"{call.target.name}: stream")
+            return render_upstream(UpstreamError(f"{call.target.name}'s stream broke before "
+                                                 "its first chunk"))
+        headers = _pass_headers(response.headers)
+        if call.kind == "bedrock":
+            headers["content-type"] = "text/event-stream; charset=utf-8"
+        await out.start(response.status_code, {**headers, SERVED_HEADER: str(index),
+                                               "x-model-router-fallbacks": str(len(failed))})
+        await out.chunks(first)
+        ok = await self._pump(chunks, transform, out)
+        self.on_outcome(Outcome(call.target, ok, "ok" if ok else "stream",
+                                self.clock() - started))
+        return None
+
+    async def _pump(
+        self, chunks: AsyncIterator[bytes], transform: Callable[[bytes], list[bytes]],
+        out: _Writer,
+    ) -> bool:
+        try:
+            async for data in chunks:
+                await out.chunks(transform(data))
+            await out.chunks(transform(b""))
+            ok = True
+        except httpx.HTTPError as e:
+            log.warning("upstream stream broke mid-way: %s", type(e).__name__)
+            await out.chunks(transform(b"") if _is_transcoder(transform) else [_error_event(e)])
+            ok = False
+        await out.end()
+        return ok
+
+
+async def _first_output(
+    chunks: AsyncIterator[bytes], transform: Callable[[bytes], list[bytes]]
+) -> list[bytes]:
+    """Read until the transform has something to send (or the stream ends)."""
+    async for data in chunks:
+        out = transform(data)
+        if out:
+            return out
+    return transform(b"")
+
+
+def _transform(call: UpstreamCall, response: httpx.Response, job: Job
+               ) -> Callable[[bytes], list[bytes]]:
+    if call.kind == "bedrock" and call.target.spec is not None:
+        return BedrockAdapter.transcoder(call.target.spec,
+                                         request_id=response.headers.get("x-amzn-requestid", ""),
+                                         include_usage=job.include_usage)
+    return _Passthrough()
+
+
+class _Passthrough:
+    def __call__(self, data: bytes) -> list[bytes]:
+        return [data] if data else []
+
+
+def _is_transcoder(transform: Callable[[bytes], list[bytes]]) -> bool:
+    return not isinstance(transform, _Passthrough)
+
+
+def _error_event(exc: Exception) -> bytes:
+    body = {"error": {"message": f"The provider's stream broke: {type(exc).__name__}",
+                      "type": "api_error", "param": None, "code": "upstream_stream_error"}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def _read(response: httpx.Response) -> bytes:
+    body = b""
+    async for data in response.aiter_raw():
+        body += data
+    return body
+
+
+def _finish_buffered(
+    call: UpstreamCall, response: httpx.Response, body: bytes, job: Job
+) -> tuple[int, dict[str, str], bytes]:
+    headers = _pass_headers(response.headers)
+    if call.kind != "bedrock" or call.target.spec is None:
+        return response.status_code, headers, body
+    status, translated = BedrockAdapter.translate(
+        response.status_code, {k.lower(): v for k, v in response.headers.items()}, body,
+        spec=call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""))
+    headers["content-type"] = "application/json"
+    return status, headers, json.dumps(translated).encode()
+
+
+def _retryable(call: UpstreamCall, status: int, body: bytes) -> bool:
+    if call.kind == "bedrock" and status >= 300:
+        return from_http_error(status, {}, body).retryable or status in RETRYABLE_STATUS
+    return status in RETRYABLE_STATUS
+
+
+def render_upstream(exc: SidecarError) -> tuple[int, dict[str, str], bytes]:
+    status, body, headers = render_openai_error(exc)
+    return status, headers, body
+
+
+def _pass_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()
+            if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"}
+
+
+def _parse_head(head: bytes) -> tuple[str, int]:
+    lines = head.decode("latin-1").split("\r\n")
+    target = lines[0].split(" ")[1]
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    return target, length
+
+
+class _Writer:
+    """A chunked HTTP/1.1 response to mitmproxy."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    async def start(self, status: int, headers: dict[str, str]) -> None:
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "OK"
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        lines.append("transfer-encoding: chunked")
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await self.writer.drain()
+
+    async def chunks(self, parts: list[bytes]) -> None:
+        for part in parts:
+            if part:
+                self.writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+        await self.writer.drain()
+
+    async def end(self) -> None:
+        self.writer.write(b"0\r\n\r\n")
+        await self.writer.drain()
+
+    async def answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        await self.start(status, headers)
+        await self.chunks([body])
+        await self.end()
+
+    async def error(self, exc: SidecarError) -> None:
+        status, headers, body = render_upstream(exc)
+        await self.answer(status, headers, body)
+
+

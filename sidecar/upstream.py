@@ -1,0 +1,79 @@
+"""One attempt at serving a call: the exact HTTP request a provider gets (``UpstreamCall``).
+
+``Dispatcher.prepare`` is used on both forwarding paths: the fast path applies the call to the
+mitmproxy flow, the relay sends it with httpx. It holds what is fixed per rules load (endpoints,
+keys, Bedrock signers), so nothing is parsed again per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.errors import UnknownModelError
+from sidecar.policy import Target
+from sidecar.providers import openai_compat
+from sidecar.providers.bedrock.adapter import BedrockAdapter
+from sidecar.rules import ProviderSpec
+
+# Never forwarded: they describe the app's connection to the sidecar, not the call.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    target: Target
+    kind: str  # "openai" | "bedrock"
+    url: str
+    headers: dict[str, str]  # every header to send (lower-case names), Host excluded
+    body: bytes
+    stream: bool
+
+
+class Dispatcher:
+    def __init__(
+        self, providers: Mapping[str, ProviderSpec], *, keys: Mapping[str, str | None],
+        bedrock: Mapping[str, BedrockAdapter],
+    ) -> None:
+        self.providers = providers
+        self.keys = keys  # provider -> the sidecar's own key (env:NAME), if any
+        self.bedrock = bedrock
+        self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)
+                          for p in providers.values() if p.base_url}
+
+    def prepare(
+        self, target: Target, *, path: str, headers: Mapping[str, str], raw: bytes,
+        body: dict[str, Any] | None, stream: bool,
+    ) -> UpstreamCall:
+        """The request for ``target``. ``headers`` are the app's (lower-case names); ``body`` is
+        the parsed chat body (None for other endpoints, whose ``raw`` bytes pass unchanged)."""
+        provider = self.providers[target.provider]
+        if provider.type == "bedrock":
+            return self._bedrock(target, path=path, body=body, stream=stream)
+        endpoint = self.endpoints[provider.name]
+        drop, add = openai_compat.upstream_headers(headers, provider, self.keys.get(provider.name))
+        sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in drop}
+        sent.update(add)
+        if body is not None and (target.upstream_model != body.get("model")
+                                 or openai_compat.has_router_fields(body)):
+            raw = openai_compat.upstream_body(body, model=target.upstream_model)
+        url = (f"{endpoint.scheme}://{endpoint.host_header}"
+               f"{openai_compat.upstream_path(path, endpoint)}")
+        return UpstreamCall(target, "openai", url, sent, raw, stream)
+
+    def _bedrock(
+        self, target: Target, *, path: str, body: dict[str, Any] | None, stream: bool
+    ) -> UpstreamCall:
+        if body is None or target.spec is None:
+            raise UnknownModelError(
+                f"Bedrock provider {target.provider!r} serves only chat completions of catalog "
+                f"models; {path!r} for model {target.upstream_model!r} cannot go there.",
+                param="model",
+            )
+        prepared = self.bedrock[target.provider].prepare(body, target.spec, stream=stream)
+        headers = {k.lower(): v for k, v in prepared.headers.items() if k.lower() != "host"}
+        return UpstreamCall(target, "bedrock", prepared.url, headers, prepared.body, stream)
