@@ -31,6 +31,7 @@ from sidecar.cooldown import Cooldowns
 from sidecar.errors import (
     InternalError,
     SidecarError,
+    UpstreamError,
     error_body,
     render_openai_error,
 )
@@ -272,14 +273,28 @@ class Sidecar:
         if direct and (status == 429 or status >= 500):
             self.record_outcome(Outcome(state.target, False, f"status {status}", 0.0))
         elif status < 300:
+            try:
+                answer = flow.response.json()
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict):
+                self._malformed_answer(flow, state)
+                return
             if direct:
                 self.cooldowns.success(state.target.name)
-            try:
-                usage = (flow.response.json() or {}).get("usage") or {}
-            except (ValueError, AttributeError):
-                usage = {}
+            usage = answer.get("usage") or {}
             self.latency.record(state.target.name, duration=self.clock() - state.started,
                                 output_tokens=usage.get("completion_tokens"))
+
+    def _malformed_answer(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        assert state.target is not None
+        self.record_outcome(Outcome(state.target, False, "malformed", 0.0))
+        keep = {k: v for k, v in flow.response.headers.items()  # type: ignore[union-attr]
+                if k.lower().startswith(("x-model-router-", "x-request-id"))}
+        status, body, headers = render_openai_error(UpstreamError(
+            f"{state.target.name} answered with a body that is not a JSON object",
+            code="upstream_malformed_response"))
+        flow.response = http.Response.make(status, body, {**keep, **headers})
 
     def _translate_bedrock(self, flow: http.HTTPFlow, state: FlowState) -> None:
         response = flow.response
@@ -421,6 +436,8 @@ def add_router_headers(headers: http.Headers, state: FlowState) -> None:
     headers["x-model-router-reason"] = "shadow" if served is not decision.target else (
         decision.reason)
     headers["x-model-router-overhead-ms"] = f"{state.overhead_ms:.2f}"
+    if "x-model-router-fallbacks" not in headers:
+        headers["x-model-router-fallbacks"] = "0"
     if served is not decision.target:
         headers["x-model-router-shadow-model"] = decision.target.name
         headers["x-model-router-shadow-provider"] = decision.target.provider

@@ -153,6 +153,11 @@ class Relay:
             status = response.status_code
             if status >= 300 or not call.stream:
                 body = await _read(response)
+                if _malformed(call, status, body):
+                    failed.append(f"{name}: malformed")
+                    return render_upstream(UpstreamError(
+                        f"{name} answered {status} with a body that is not a JSON object",
+                        code="upstream_malformed_response"))
                 status, headers, body = _finish_buffered(call, response, body, job)
                 if _retryable(call, response.status_code, body):
                     failed.append(f"{name}: status {response.status_code}")
@@ -259,6 +264,20 @@ def _finish_buffered(
         spec=call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""))
     headers["content-type"] = "application/json"
     return status, headers, json.dumps(translated).encode()
+
+
+def _malformed(call: UpstreamCall, status: int, body: bytes) -> bool:
+    """An OpenAI-compatible success that is not a JSON object is a failure worth a fallback."""
+    if call.kind != "openai" or status >= 300 or call.stream:
+        return False
+    return not is_json_object(body)
+
+
+def is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def _retryable(call: UpstreamCall, status: int, body: bytes) -> bool:

@@ -22,13 +22,14 @@ _one_at_a_time = threading.Lock()
 
 class RunningSidecar:
     def __init__(self, rules: Path, confdir: Path, *, environ: dict[str, str] | None = None,
-                 transparent: bool = False, body_size_limit: str = "32m") -> None:
+                 transparent: bool = False, body_size_limit: str = "32m",
+                 **addon_options: Any) -> None:
         self.config = RunConfig(rules=rules, proxy_port=0, reverse_port=0,
                                 transparent_port=0 if transparent else None, confdir=confdir,
                                 body_size_limit=body_size_limit)
         # No exploration: `prefer: fast` must pick the same model every time in a test.
         self.addon = Sidecar(environ=environ if environ is not None else dict(os.environ),
-                             explore_rate=0.0)
+                             explore_rate=0.0, **addon_options)
         self.ca = ensure_ca(confdir)
         self.addrs: dict[str, list[tuple[str, int]]] = {}
         self._ready = threading.Event()

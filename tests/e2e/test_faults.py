@@ -1,0 +1,207 @@
+"""Fault injection: what the app receives when a provider misbehaves, and what the sidecar did.
+
+The plan for ``model: auto, prefer: cheap`` is always [m-primary (on `primary`), m-backup (on
+`backup`)]. Each fault is injected on the primary; every request must get exactly one complete
+answer or one proper OpenAI error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from sidecar.cooldown import Cooldowns
+from tests.e2e.conftest import APP_KEY
+from tests.e2e.harness import RunningSidecar
+from tests.e2e.test_routing import HELLO, proxied_client
+from tests.fakes.openai_upstream import FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+
+RULES = """
+version: 1
+intercept: [{{host: api.openai.com, provider: primary}}]
+providers:
+  primary: {{type: openai, base_url: "{primary}"}}
+  backup: {{type: openai, base_url: "{backup}"}}
+models:
+  - {{name: m-primary, provider: primary, id: primary-model, tier: economy,
+      price: {{input: 0.1, output: 0.1}}, context: 100000, quality: 10}}
+  - {{name: m-backup, provider: backup, id: backup-model, tier: economy,
+      price: {{input: 1.0, output: 1.0}}, context: 100000, quality: 10}}
+apps:
+  - name: pinned
+    match: {{header: {{x-app: pinned}}}}
+    routes:
+      "*": m-primary
+"""
+TIMEOUT = 0.5  # the sidecar's upstream timeout in these tests
+
+
+@pytest.fixture
+def primary() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(name="primary") as up:
+        yield up
+
+
+@pytest.fixture
+def backup() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(name="backup") as up:
+        yield up
+
+
+@pytest.fixture
+def faulty(tmp_path: Path, confdir: Path, primary, backup) -> Iterator[RunningSidecar]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.format(primary=primary.base_url, backup=backup.base_url))
+    with RunningSidecar(rules, confdir, environ={}, upstream_timeout=TIMEOUT,
+                        cooldowns=Cooldowns(threshold=3, base=60.0)) as running:
+        yield running
+
+
+def ask(sidecar, monkeypatch, *, stream: bool = False, **kwargs):
+    """One call as the app makes it; returns (text, model, headers)."""
+    client = proxied_client(sidecar, monkeypatch, **kwargs)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=HELLO, stream=stream, extra_body={"prefer": "cheap"})
+    if not stream:
+        completion = raw.parse()
+        return completion.choices[0].message.content, completion.model, raw.headers
+    text, model = "", None
+    for chunk in raw.parse():
+        model = chunk.model
+        text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+    return text, model, raw.headers
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 429},
+        {"status": 500},
+        {"status": 503},
+        {"hang": True},
+        {"reset": True},
+    ],
+    ids=["429", "500", "503", "hang", "reset"],
+)
+def test_a_failing_first_choice_falls_back_before_the_first_byte(
+    faulty, primary, backup, monkeypatch, fault, stream
+):
+    primary.script(**fault)
+    text, model, headers = ask(faulty, monkeypatch, stream=stream)
+
+    assert model == "backup-model"
+    assert text.strip() == "backup says hi to backup-model"
+    assert headers["x-model-router-model"] == "m-backup"
+    assert headers["x-model-router-fallbacks"] == "1"
+    assert len(primary.requests) == 1 and len(backup.requests) == 1
+    assert backup.requests[0].json["model"] == "backup-model"
+
+
+def test_malformed_json_from_the_first_choice_falls_back(faulty, primary, backup, monkeypatch):
+    primary.script(status=200, body=b"{not json", headers={"content-type": "application/json"})
+    text, model, headers = ask(faulty, monkeypatch)
+    assert model == "backup-model" and headers["x-model-router-fallbacks"] == "1"
+
+
+def test_non_retryable_errors_go_back_unchanged(faulty, primary, backup, monkeypatch):
+    body = {"error": {"message": "Invalid 'messages'.", "type": "invalid_request_error",
+                      "param": "messages", "code": None}}
+    primary.script(status=400, body=body)
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(faulty, monkeypatch)
+    assert info.value.body == body["error"]
+    assert backup.requests == []
+
+
+def test_when_every_model_fails_the_app_gets_the_last_error(faulty, primary, backup,
+                                                             monkeypatch):
+    primary.script(status=503)
+    backup.script(status=429)
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(faulty, monkeypatch)
+    assert info.value.response.headers["x-model-router-fallbacks"] == "2"
+    assert len(primary.requests) == 1 and len(backup.requests) == 1
+
+
+def test_a_stream_that_breaks_midway_ends_with_an_error_event(faulty, primary, backup,
+                                                              monkeypatch):
+    primary.script(stream_reset_after=3)
+    client = proxied_client(faulty, monkeypatch)
+    received = ""
+    with pytest.raises(openai.APIError) as info:
+        for chunk in client.chat.completions.create(model="auto", messages=HELLO, stream=True,
+                                                    extra_body={"prefer": "cheap"}):
+            received += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+    assert received and "primary says hi to primary-model".startswith(received.strip())
+    assert "stream broke" in str(info.value)
+    assert backup.requests == []  # the app had seen bytes: no silent switch mid-answer
+
+
+def test_a_stream_that_breaks_midway_is_an_sse_error_event_on_the_wire(faulty, primary):
+    primary.script(stream_reset_after=2)
+    resp = requests.post(f"{faulty.base_url}/chat/completions", timeout=10, stream=True,
+                         headers={"authorization": f"Bearer {APP_KEY}"},
+                         json={"model": "auto", "prefer": "cheap", "messages": HELLO,
+                               "stream": True})
+    events = [line for line in resp.iter_lines() if line.startswith(b"data: ")]
+    assert resp.status_code == 200
+    last = json.loads(events[-1][6:])
+    assert last["error"]["code"] == "upstream_stream_error"
+    assert b"data: [DONE]" not in events
+
+
+def test_repeated_failures_cool_a_model_down(faulty, primary, backup, monkeypatch):
+    for _ in range(3):
+        primary.script(status=500)
+        assert ask(faulty, monkeypatch)[1] == "backup-model"
+    assert "m-primary" in faulty.addon.cooldowns.down()
+
+    text, model, headers = ask(faulty, monkeypatch)
+    assert model == "backup-model" and headers["x-model-router-fallbacks"] == "0"
+    assert len(primary.requests) == 3  # taken out of the plan: not even tried
+
+
+def test_a_cooled_down_model_is_probed_back_in(faulty, primary, backup, monkeypatch):
+    clock = [1000.0]
+    faulty.addon.cooldowns.clock = lambda: clock[0]
+    for _ in range(3):
+        primary.script(status=500)
+        ask(faulty, monkeypatch)
+    assert "m-primary" in faulty.addon.cooldowns.down()
+    clock[0] += 61  # the cooldown is over: the next call is a probe
+    text, model, _ = ask(faulty, monkeypatch)
+    assert model == "primary-model"
+    assert faulty.addon.cooldowns.down() == {}
+
+
+def test_a_pin_without_fallback_reports_the_failure(faulty, primary, backup, monkeypatch):
+    primary.script(status=503)
+    client = proxied_client(faulty, monkeypatch, default_headers={"x-app": "pinned"})
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert info.value.status_code == 503
+    assert backup.requests == []
+
+
+def test_a_pin_answering_malformed_json_is_a_502(faulty, primary, monkeypatch):
+    primary.script(status=200, body=b"<html>oops</html>", headers={"content-type": "text/html"})
+    client = proxied_client(faulty, monkeypatch, default_headers={"x-app": "pinned"})
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "upstream_malformed_response"
+
+
+def test_failures_count_as_slow_for_prefer_fast(faulty, primary, monkeypatch):
+    primary.script(status=500)
+    ask(faulty, monkeypatch)
+    estimate = faulty.addon.latency.snapshot()["m-primary"]
+    assert estimate["ttft_seconds"] >= 30  # a failure is recorded as a 30 s wait
