@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 import weakref
@@ -50,6 +51,7 @@ log = logging.getLogger("sidecar")
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 ROUTED_SUFFIX = "/chat/completions"
 CREDENTIALS_CHECK_SECONDS = 30.0
+RULES_POLL_SECONDS = 1.0
 UPSTREAM_TIMEOUT = 120.0  # seconds without a byte from the provider before trying the next
 CONNECT_TIMEOUT = 10.0
 NO_AWS_CREDENTIALS = ("no AWS credentials found (environment, shared profile, SSO or "
@@ -97,6 +99,8 @@ class Sidecar:
         self.relay: Relay | None = None
         self._client: httpx.AsyncClient | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._rules_stamp: tuple[int, int, int] | None = None
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
@@ -123,10 +127,12 @@ class Sidecar:
         self.relay = Relay(client=self._client, on_outcome=self.record_outcome, clock=self.clock)
         await self.relay.start()
         self._refresher = spawn(self._refresh_credentials(), name="aws-credentials")
+        self._watcher = spawn(self._watch_rules(), name="rules-watcher")
 
     async def done(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in (self._refresher, self._watcher):
+            if task is not None:
+                task.cancel()
         if self.relay is not None:
             await self.relay.stop()
         if self._client is not None:
@@ -163,6 +169,10 @@ class Sidecar:
 
     def use_rules(self, rules: RuleSet) -> None:
         """Switch to ``rules``. Blocking: resolves AWS credentials for Bedrock providers."""
+        self._apply(self._prepare(rules))
+
+    def _prepare(self, rules: RuleSet) -> tuple[RuleSet, Dispatcher, dict[str, str]]:
+        """Everything a rules file needs before it can serve (blocking: AWS credentials)."""
         down = unavailable_providers(rules, self.environ)
         bedrock = {}
         for p in rules.providers.values():
@@ -173,11 +183,39 @@ class Sidecar:
                     down[p.name] = NO_AWS_CREDENTIALS
                 bedrock[p.name] = BedrockAdapter(signer)
         keys = {p.name: p.resolve_key(self.environ) for p in rules.providers.values()}
-        self.dispatcher = Dispatcher(rules.providers, keys=keys, bedrock=bedrock)
-        self.providers_down = down
-        self.rules = rules
-        for name, reason in down.items():
+        return rules, Dispatcher(rules.providers, keys=keys, bedrock=bedrock), down
+
+    def _apply(self, prepared: tuple[RuleSet, Dispatcher, dict[str, str]]) -> None:
+        """Swap in new rules at once; calls in flight keep the dispatcher they started with."""
+        self.rules, self.dispatcher, self.providers_down = prepared
+        self._rules_stamp = _stamp(self.rules.path)
+        for name, reason in self.providers_down.items():
             log.warning("provider %s is unavailable: %s", name, reason)
+
+    async def reload(self, why: str) -> bool:
+        """Re-read the rules file off the event loop; a broken file keeps the old rules."""
+        if self.rules is None:
+            return False
+        path = self.rules.path
+        try:
+            prepared = await asyncio.to_thread(lambda: self._prepare(load_rules(path)))
+        except SidecarError as e:
+            self._rules_stamp = _stamp(path)  # do not retry the same broken file every second
+            log.error("rules reload (%s) failed; keeping the previous rules: %s", why, e)
+            return False
+        old = self.rules
+        self._apply(prepared)
+        if [s.address for s in old.intercept] != [s.address for s in prepared[0].intercept]:
+            ctx.options.update(allow_hosts=intercept_patterns(prepared[0]))
+        log.info("rules reloaded from %s (%s)", path, why)
+        return True
+
+    async def _watch_rules(self) -> None:
+        """Reload when the file changes (mtime, size or inode: editors and ConfigMaps swap it)."""
+        while True:
+            await asyncio.sleep(RULES_POLL_SECONDS)
+            if self.rules is not None and _stamp(self.rules.path) != self._rules_stamp:
+                await self.reload("file changed")
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Every attempt counts towards cooldowns; a failure also counts as slow."""
@@ -390,6 +428,19 @@ class Sidecar:
         flow.request.url = f"http://127.0.0.1:{self.relay.port}{path}"
         flow.request.headers = http.Headers(host=f"127.0.0.1:{self.relay.port}")
         flow.request.content = b""
+
+
+def intercept_patterns(rules: RuleSet) -> list[str]:
+    """mitmproxy ``allow_hosts``: only these destinations are decrypted; others are tunnelled."""
+    return [f"^{re.escape(spec.host)}:{spec.port}$" for spec in rules.intercept]
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 class LowerHeaders(Mapping[str, str]):

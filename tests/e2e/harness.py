@@ -64,6 +64,10 @@ class RunningSidecar:
         self.addrs = addrs
         self._ready.set()
 
+    def call(self, coro: Any, timeout: float = 10) -> Any:
+        """Run a coroutine on the sidecar's event loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._master.event_loop).result(timeout)
+
     def port(self, mode: str) -> int:
         return self.addrs[mode][0][1]
 
