@@ -16,13 +16,13 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.catalog import TIERS, Catalog
+from sidecar.catalog import TIERS, Catalog, ModelSpec
 from sidecar.facts import LISTENERS, PREFERS, RequestFacts
-from sidecar.yamlfile import FieldError, key_step
+from sidecar.yamlfile import FieldError, key_name, key_step, unknown_keys
 
 AUTO = "auto"
 PASSTHROUGH = "passthrough"
@@ -111,13 +111,16 @@ _ROUTE_KEYS = {"model", "prefer", "tier", "fallbacks"}
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 
 
-def parse_apps(raw: Any, *, catalog: Catalog) -> tuple[AppSpec, ...]:
+def parse_apps(
+    raw: Any, *, catalog: Catalog, providers: Collection[str]
+) -> tuple[AppSpec, ...]:
+    """``apps:``; a route may only pin (or fall back to) models on one of ``providers``."""
     if not isinstance(raw, list):
         raise FieldError("apps", "must be a list of apps")
     apps, names = [], set()
     for i, item in enumerate(raw):
         try:
-            app = parse_app(item, catalog=catalog, where=f"apps[{i}]")
+            app = parse_app(item, catalog=catalog, providers=providers, where=f"apps[{i}]")
         except FieldError as e:
             raise e.under(f"apps[{i}]") from None
         if app.name in names:
@@ -127,12 +130,15 @@ def parse_apps(raw: Any, *, catalog: Catalog) -> tuple[AppSpec, ...]:
     return tuple(apps)
 
 
-def parse_app(raw: Any, *, catalog: Catalog, where: str = "") -> AppSpec:
+def parse_app(
+    raw: Any, *, catalog: Catalog, providers: Collection[str], where: str = ""
+) -> AppSpec:
     if not isinstance(raw, Mapping):
         raise FieldError("", "an app must be a mapping with name, match and routes")
-    unknown = sorted(set(raw) - _APP_KEYS)
+    unknown = unknown_keys(raw, _APP_KEYS)
     if unknown:
-        raise FieldError(str(unknown[0]), f"unknown key; allowed: {', '.join(sorted(_APP_KEYS))}")
+        raise FieldError(key_name(unknown[0]),
+                         f"unknown key; allowed: {', '.join(sorted(_APP_KEYS))}")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise FieldError("name", "required, a non-empty string")
@@ -140,16 +146,18 @@ def parse_app(raw: Any, *, catalog: Catalog, where: str = "") -> AppSpec:
     if not isinstance(shadow, bool):
         raise FieldError("shadow", "must be true or false")
     match = None if raw.get("match") is None else parse_match(raw["match"])
-    routes = parse_routes(raw.get("routes") or {}, catalog=catalog, where=f"{where}.routes")
+    raw_routes = {} if raw.get("routes") is None else raw["routes"]
+    routes = parse_routes(raw_routes, catalog=catalog, providers=providers,
+                          where=f"{where}.routes")
     return AppSpec(name=name, match=match, routes=routes, shadow=shadow)
 
 
 def parse_match(raw: Any) -> MatchSpec:
     if not isinstance(raw, Mapping) or not raw:
         raise FieldError("match", f"must be a mapping with any of: {', '.join(sorted(_MATCH_KEYS))}")
-    unknown = sorted(set(raw) - _MATCH_KEYS)
+    unknown = unknown_keys(raw, _MATCH_KEYS)
     if unknown:
-        raise FieldError(f"match.{unknown[0]}",
+        raise FieldError(f"match{key_step(unknown[0])}",
                          f"unknown match key; allowed: {', '.join(sorted(_MATCH_KEYS))}")
     return MatchSpec(
         proxy_user=_opt_str(raw, "proxy_user"),
@@ -185,6 +193,10 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
         return ()
     if not isinstance(value, Mapping) or not value:
         raise FieldError("match.header", "must be a mapping of header name -> value (glob)")
+    for name, glob in value.items():
+        if glob is None or isinstance(glob, Mapping | list):
+            raise FieldError("match.header", f"header {str(name)!r} needs a value (a glob; "
+                             "'*' for any value)")
     return tuple((str(k).lower(), str(v)) for k, v in value.items())
 
 
@@ -206,20 +218,25 @@ def _listen(value: Any) -> str | None:
     return str(value)
 
 
-def parse_routes(raw: Any, *, catalog: Catalog, where: str = "") -> tuple[RouteSpec, ...]:
+def parse_routes(
+    raw: Any, *, catalog: Catalog, providers: Collection[str], where: str = ""
+) -> tuple[RouteSpec, ...]:
     if not isinstance(raw, Mapping):
         raise FieldError("routes", "must be a mapping of model glob -> route")
     routes = []
     for pattern, value in raw.items():
         step = key_step(pattern)
         try:
-            routes.append(parse_route(str(pattern), value, catalog=catalog, where=where + step))
+            routes.append(parse_route(str(pattern), value, catalog=catalog, providers=providers,
+                                      where=where + step))
         except FieldError as e:
             raise e.under(f"routes{step}") from None
     return tuple(routes)
 
 
-def parse_route(pattern: str, value: Any, *, catalog: Catalog, where: str = "") -> RouteSpec:
+def parse_route(
+    pattern: str, value: Any, *, catalog: Catalog, providers: Collection[str], where: str = ""
+) -> RouteSpec:
     if value == PASSTHROUGH:
         return RouteSpec(pattern=pattern, kind=PASSTHROUGH, where=where)
     short = isinstance(value, str)
@@ -228,9 +245,10 @@ def parse_route(pattern: str, value: Any, *, catalog: Catalog, where: str = "") 
     if not isinstance(value, Mapping):
         raise FieldError("", "must be a model name, 'passthrough', or a mapping with model, "
                          "prefer, tier, fallbacks")
-    unknown = sorted(set(value) - _ROUTE_KEYS)
+    unknown = unknown_keys(value, _ROUTE_KEYS)
     if unknown:
-        raise FieldError(str(unknown[0]), f"unknown key; allowed: {', '.join(sorted(_ROUTE_KEYS))}")
+        raise FieldError(key_name(unknown[0]),
+                         f"unknown key; allowed: {', '.join(sorted(_ROUTE_KEYS))}")
     model = value.get("model", AUTO)
     prefer, tier = value.get("prefer"), value.get("tier")
     if prefer is not None and prefer not in PREFERS:
@@ -239,7 +257,7 @@ def parse_route(pattern: str, value: Any, *, catalog: Catalog, where: str = "") 
         raise FieldError("tier", f"{tier!r} is not one of: {', '.join(TIERS)}")
     if model in TIERS:
         model, tier = AUTO, tier or model
-    fallbacks = _fallbacks(value.get("fallbacks"), catalog)
+    fallbacks = _fallbacks(value.get("fallbacks"), catalog, providers)
     if model == AUTO:
         return RouteSpec(pattern=pattern, kind=AUTO, prefer=prefer, tier=tier,
                          fallbacks=fallbacks, where=where)
@@ -248,11 +266,12 @@ def parse_route(pattern: str, value: Any, *, catalog: Catalog, where: str = "") 
                          f"unknown model {model!r}: not in the catalog or this file's models")
     spec = catalog.find(model)
     assert spec is not None
+    _check_served(spec, providers, "" if short else "model")
     return RouteSpec(pattern=pattern, kind="pin", model=spec.name, fallbacks=fallbacks,
                      where=where)
 
 
-def _fallbacks(value: Any, catalog: Catalog) -> tuple[str, ...]:
+def _fallbacks(value: Any, catalog: Catalog, providers: Collection[str]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -262,5 +281,13 @@ def _fallbacks(value: Any, catalog: Catalog) -> tuple[str, ...]:
         spec = catalog.find(name)
         if spec is None:
             raise FieldError(f"fallbacks[{i}]", f"unknown model {name!r}")
+        _check_served(spec, providers, f"fallbacks[{i}]")
         out.append(spec.name)
     return tuple(out)
+
+
+def _check_served(spec: ModelSpec, providers: Collection[str], key: str) -> None:
+    """A route may only name a model whose provider rules.yaml configures."""
+    if spec.provider not in providers:
+        raise FieldError(key, f"no provider named {spec.provider!r} (configured: "
+                         f"{', '.join(providers) or 'none'}); the model {spec.name!r} needs it")

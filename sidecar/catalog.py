@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from sidecar.errors import ConfigError
-from sidecar.yamlfile import FieldError, key_step, load_yaml, locate
+from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
 
 TIERS = ("economy", "standard", "premium")
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "reasoning"})
@@ -56,14 +56,14 @@ def parse_model(raw: Mapping[str, Any], *, base: ModelSpec | None = None) -> Mod
     """One catalog entry -> ModelSpec. With ``base``, missing keys keep the base's values."""
     if not isinstance(raw, Mapping):
         raise FieldError("", "a model entry must be a mapping")
-    unknown = sorted(set(raw) - _KEYS)
+    unknown = unknown_keys(raw, _KEYS)
     if unknown:
-        raise FieldError(str(unknown[0]), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+        raise FieldError(key_name(unknown[0]), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
     name = _text(raw, "name")
     price = raw.get("price")
     if price is not None and not isinstance(price, Mapping):
         raise FieldError("price", "must be a mapping like {input: 0.15, output: 0.60}")
-    latency = raw.get("latency") or {}
+    latency = {} if raw.get("latency") is None else raw["latency"]
     if not isinstance(latency, Mapping):
         raise FieldError("latency", "must be a mapping like {ttft: 0.8, tokens_per_second: 90}")
     _only(price or {}, "price", ("input", "output", "cache_read", "cache_write"))
@@ -102,9 +102,10 @@ def parse_model(raw: Mapping[str, Any], *, base: ModelSpec | None = None) -> Mod
 
 
 def _only(raw: Mapping[str, Any], label: str, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(str(k) for k in set(raw) - set(allowed))
+    unknown = unknown_keys(raw, allowed)
     if unknown:
-        raise FieldError(f"{label}.{unknown[0]}", f"unknown key; allowed: {', '.join(allowed)}")
+        raise FieldError(f"{label}{key_step(unknown[0])}",
+                         f"unknown key; allowed: {', '.join(allowed)}")
 
 
 def _text(raw: Mapping[str, Any], key: str) -> str:
@@ -196,7 +197,8 @@ def parse_models(entries: Any, *, base: Catalog | None = None, prefix: str = "mo
     for i, raw in enumerate(entries):
         try:
             name = raw.get("name") if isinstance(raw, Mapping) else None
-            spec = parse_model(raw, base=base.models.get(name) if base and name else None)
+            known = name.strip() if isinstance(name, str) else None
+            spec = parse_model(raw, base=base.models.get(known) if base and known else None)
         except FieldError as e:
             raise e.under(f"{prefix}[{i}]") from None
         if spec.name in seen:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from sidecar import report
-from sidecar.addon import Sidecar
+from sidecar.addon import Sidecar, intercept_patterns
 from sidecar.errors import SidecarError
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
+from sidecar.tasks import spawn
 
 log = logging.getLogger("sidecar")
 
@@ -61,11 +63,13 @@ def ensure_ca(confdir: Path) -> CaFiles:
     from mitmproxy.certs import CertStore
 
     confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    CertStore.from_store(confdir, CA_BASENAME, 2048)
+    store = CertStore.from_store(confdir, CA_BASENAME, 2048)
+    cert = confdir / f"{CA_BASENAME}-ca-cert.pem"
+    if not cert.exists():  # an operator's own CA: mitmproxy only writes this file for a new one
+        cert.write_bytes(store.default_ca.to_pem())
     for private in (f"{CA_BASENAME}-ca.pem", f"{CA_BASENAME}-ca.p12"):
         if (confdir / private).exists():
             os.chmod(confdir / private, 0o600)
-    cert = confdir / f"{CA_BASENAME}-ca-cert.pem"
     bundle = confdir / "ca-bundle.pem"
     roots = Path(certifi.where()).read_text("ascii")
     text = f"{roots.rstrip()}\n\n# model-router sidecar CA\n{cert.read_text('ascii')}"
@@ -84,11 +88,6 @@ def modes(config: RunConfig, rules: RuleSet) -> list[str]:
     if config.transparent_port is not None:
         out.append(f"transparent@{host}:{config.transparent_port}")
     return out
-
-
-def allow_hosts(rules: RuleSet) -> list[str]:
-    """Only these destinations are decrypted; every other host is tunnelled untouched."""
-    return [f"^{spec.host.replace('.', r'\.')}:{spec.port}$" for spec in rules.intercept]
 
 
 class _Running:
@@ -130,11 +129,12 @@ async def serve(
     watcher = _Running(on_ready or (lambda addrs: None))
     master.addons.add(watcher)
     master.options.update(
-        connection_strategy="lazy", allow_hosts=allow_hosts(rules),
+        connection_strategy="lazy", allow_hosts=intercept_patterns(rules),
         body_size_limit=config.body_size_limit, sidecar_rules=str(config.rules),
     )
     if on_master is not None:
         on_master(master)
+    _reload_on_sighup(addon)
     try:
         await master.run()
     finally:
@@ -145,6 +145,16 @@ async def serve(
 
 class StartupError(SidecarError):
     """The sidecar could not start (a port in use, an unusable address)."""
+
+
+def _reload_on_sighup(addon: Sidecar) -> None:
+    """``kill -HUP`` re-reads rules.yaml (as a change to the file does)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(addon.reload("SIGHUP"),
+                                                             name="reload"))
+    except (RuntimeError, ValueError, NotImplementedError):
+        log.debug("SIGHUP reload not available here (not the main thread)")
 
 
 async def _close(master: Any) -> None:
@@ -198,9 +208,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
-    body: dict[str, Any] = {}
-    if args.request:
-        body = json.loads(Path(args.request).read_text("utf-8"))
+    problem = report.unknown_app(rules, args.app)
+    if problem is not None:
+        print(problem)
+        return 1
+    body = read_request(args.request) if args.request else {}
     for key in ("model", "prefer", "tier"):
         if getattr(args, key):
             body[key] = getattr(args, key)
@@ -213,6 +225,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(report.render_explain(rules, body, app=args.app,
                                 providers_down=unavailable_providers(rules, os.environ)))
     return 0
+
+
+class RequestFileError(SidecarError):
+    """``explain --request FILE``: the file cannot be read or is not a JSON object."""
+
+
+def read_request(path: str) -> dict[str, Any]:
+    """The chat.completions body in ``path``, or a ``RequestFileError`` naming the file."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as e:
+        raise RequestFileError(f"{path}: cannot read the request file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise RequestFileError(f"{path}: the request file is not UTF-8 text") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RequestFileError(f"{path}: the request file is not valid JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise RequestFileError(f"{path}: the request file must hold a JSON object")
+    return body
 
 
 def cmd_env(args: argparse.Namespace) -> int:

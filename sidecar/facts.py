@@ -103,18 +103,29 @@ def read_intent(body: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
 def facts_from_chat(body: Mapping[str, Any], **client: Any) -> RequestFacts:
     """RequestFacts for a chat.completions body; ``client`` holds the connection facts."""
     model, prefer, tier = read_intent(body)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
-                                   or max_tokens < 1):
-        raise UnsupportedParameterError(
-            f"Invalid 'max_tokens': {max_tokens!r}; expected a positive integer.",
-            param="max_tokens", code="invalid_value",
-        )
+    max_tokens = read_max_tokens(body)
     return RequestFacts(
         model=model, prefer=prefer, tier=tier, stream=body.get("stream") is True,
         needs=chat_needs(body), prompt_tokens=estimate_prompt_tokens(body),
         max_tokens=max_tokens, **client,
     )
+
+
+def read_max_tokens(body: Mapping[str, Any]) -> int | None:
+    """The output limit: ``max_completion_tokens`` when present (even 0 or false, which are
+    refused), else ``max_tokens``. A bad value is a 400 naming the field that was sent."""
+    name = "max_tokens"
+    if body.get("max_completion_tokens") is not None:
+        name = "max_completion_tokens"  # the current name wins over the deprecated one
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UnsupportedParameterError(
+            f"Invalid '{name}': {value!r}; expected a positive integer.",
+            param=name, code="invalid_value",
+        )
+    return value
 
 
 def chat_needs(body: Mapping[str, Any]) -> frozenset[str]:

@@ -16,8 +16,8 @@ from sidecar.catalog import ModelSpec
 ALPHA = 0.2  # weight of a new observation
 DEFAULT_TTFT = 1.0  # seconds, for a model with neither observations nor a catalog prior
 DEFAULT_TOKENS_PER_SECOND = 50.0
-STALE_AFTER = 600.0
-FAILURE_PENALTY = 30.0  # seconds a failed attempt counts as  # seconds without an observation before a model is worth exploring again
+STALE_AFTER = 600.0  # seconds without an observation before a model is worth exploring again
+FAILURE_PENALTY = 30.0  # seconds a failed attempt counts as
 
 
 @dataclass(slots=True)

@@ -7,8 +7,9 @@
    a pin (a catalog model, plus fallbacks), ``passthrough`` (unchanged, to the intercepted
    host's provider), or ``auto`` (choose by ``prefer`` within ``tier``).
 3. With no route: ``auto`` and tier names are chosen automatically, catalog models are served by
-   their catalog provider (when it is configured), anything else passes through unchanged -- unless the call carries
-   ``prefer``/``tier``, which only make sense for a model the sidecar knows (then: 404).
+   their catalog provider (when it is configured), anything else passes through unchanged --
+   unless the call carries ``prefer``/``tier``, which only make sense for a model the sidecar
+   knows (then: 404).
 4. Precedence for ``prefer``/``tier``: the route's explicit values, then the request's, then
    ``defaults``. Without a tier every tier competes, except for ``balanced``, which takes the
    default tier.
@@ -119,11 +120,7 @@ def choose_route(
             route = RouteSpec(pattern=facts.model, kind="pin", model=spec.name,
                               where="no route: a catalog model")
         elif facts.prefer or facts.tier:
-            raise UnknownModelError(
-                f"The model {facts.model!r} is not in the sidecar's catalog, so 'prefer'/'tier' "
-                "cannot apply; use 'auto', a tier name (economy, standard, premium) or a "
-                "catalog model (see `model-router models`).", param="model",
-            )
+            raise _no_intent_for(facts.model, spec)
         else:
             route = RouteSpec(pattern="*", kind=PASSTHROUGH, where="no route: passthrough")
     if route.kind == PASSTHROUGH:
@@ -143,6 +140,20 @@ def choose_route(
     plan = _auto_plan(ranked, route, facts, rules, health)
     return RouteDecision(kind=AUTO, rule=route.where, plan=plan, prefer=prefer, tier=tier,
                          candidates=tuple(ranked), excluded=tuple(excluded), **base)
+
+
+def _no_intent_for(model: str, spec: ModelSpec | None) -> UnknownModelError:
+    """The 404 for 'prefer'/'tier' on a model the sidecar cannot route by intent."""
+    if spec is None:
+        why = "is not in the sidecar's catalog"
+    else:
+        why = (f"is in the sidecar's catalog, but its provider {spec.provider!r} is not "
+               "configured in rules.yaml")
+    return UnknownModelError(
+        f"The model {model!r} {why}, so 'prefer'/'tier' cannot apply; use 'auto', a tier name "
+        "(economy, standard, premium) or a catalog model whose provider is configured (see "
+        "`model-router models`).", param="model",
+    )
 
 
 def _intent(
@@ -172,7 +183,7 @@ def _pinned(
 ) -> tuple[tuple[Target, ...], tuple[Exclusion, ...]]:
     plan: list[Target] = []
     excluded: list[Exclusion] = []
-    for name in (route.model, *route.fallbacks):
+    for name in dict.fromkeys((route.model, *route.fallbacks)):  # each model once, in order
         spec = rules.catalog.find(name or "")
         assert spec is not None  # parse_route checked every name
         why = exclusion(spec, facts, rules, health)
@@ -207,23 +218,34 @@ def _eligible(
 def exclusion(
     spec: ModelSpec, facts: RequestFacts, rules: RuleSet, health: Health
 ) -> Exclusion | None:
-    """Why ``spec`` cannot serve this call, or None when it can."""
+    """Why ``spec`` cannot serve this call, or None when it can.
+
+    What the request needs is checked before health: a model that could never serve this call
+    is a "request" exclusion (400), not "down" (a retryable 503), even while it is down.
+    """
     if spec.provider not in rules.providers:
         return Exclusion(spec.name, f"provider {spec.provider!r} is not configured",
                          kind="unconfigured")
+    unfit = _unfit(spec, facts)
+    if unfit is not None:
+        return Exclusion(spec.name, unfit)
     if spec.provider in health.providers_down:
         return Exclusion(spec.name, health.providers_down[spec.provider], kind="down")
     if spec.name in health.models_down:
         return Exclusion(spec.name, health.models_down[spec.name], kind="down")
+    return None
+
+
+def _unfit(spec: ModelSpec, facts: RequestFacts) -> str | None:
+    """Why ``spec`` could never serve this call (capabilities, context, output limit)."""
     missing = sorted(facts.needs - spec.supports)
     if missing:
-        return Exclusion(spec.name, f"does not support {', '.join(missing)}")
+        return f"does not support {', '.join(missing)}"
     needed = facts.prompt_tokens + (facts.max_tokens or 0)
     if needed > spec.context:
-        return Exclusion(spec.name, f"needs ~{needed} tokens; context window is {spec.context}")
+        return f"needs ~{needed} tokens; context window is {spec.context}"
     if facts.max_tokens and spec.max_output and facts.max_tokens > spec.max_output:
-        return Exclusion(spec.name, f"max_tokens {facts.max_tokens} exceeds its output limit "
-                         f"{spec.max_output}")
+        return f"max_tokens {facts.max_tokens} exceeds its output limit {spec.max_output}"
     return None
 
 
@@ -273,7 +295,7 @@ def _auto_plan(
 ) -> tuple[Target, ...]:
     first = ranked[0].spec
     if route.fallbacks:
-        rest = [rules.catalog.find(n) for n in route.fallbacks]
+        rest = [rules.catalog.find(n) for n in dict.fromkeys(route.fallbacks)]
         others = [s for s in rest if s and s.name != first.name
                   and exclusion(s, facts, rules, health) is None]
     else:

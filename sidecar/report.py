@@ -93,13 +93,21 @@ def _availability(m: ModelSpec, rules: RuleSet, providers_down: Mapping[str, str
     return f"unavailable: {providers_down[m.provider]}" if m.provider in providers_down else "ok"
 
 
+def unknown_app(rules: RuleSet, app: str | None) -> str | None:
+    """What is wrong with ``explain --app NAME`` when the rules define no such app."""
+    if not app or app == DEFAULT_APP.name or any(a.name == app for a in rules.apps):
+        return None
+    return f"No app named {app!r} in {rules.path}; apps: {', '.join(a.name for a in rules.apps)}"
+
+
 def render_explain(
     rules: RuleSet, body: dict[str, Any], *, app: str | None,
     providers_down: Mapping[str, str], latency: LatencyTracker | None = None,
 ) -> str:
+    problem = unknown_app(rules, app)
+    if problem is not None:
+        return problem
     spec = next((a for a in rules.apps if a.name == app), None)
-    if app and app != DEFAULT_APP.name and spec is None:
-        return f"No app named {app!r} in {rules.path}; apps: {', '.join(a.name for a in rules.apps)}"
     try:
         facts = facts_from_chat(body)
         decision = choose_route(facts, rules, latency or LatencyTracker(),

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from sidecar.apps import AppSpec, parse_apps
-from sidecar.catalog import TIERS, Catalog, load_builtin_catalog, parse_models
+from sidecar.catalog import TIERS, Catalog, ModelSpec, load_builtin_catalog, parse_models
 from sidecar.errors import ConfigError
 from sidecar.facts import PREFERS
-from sidecar.yamlfile import FieldError, key_step, load_yaml, locate
+from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
 
 PROVIDER_TYPES = ("openai", "bedrock")
 FROM_REQUEST = "from-request"
@@ -116,22 +116,32 @@ def parse_rules(doc: Any, builtin: Catalog) -> RuleSet:
         doc = {}
     if not isinstance(doc, Mapping):
         raise FieldError("", "the rules file must be a mapping of top-level keys")
-    unknown = sorted(set(doc) - _TOP_KEYS)
+    unknown = unknown_keys(doc, _TOP_KEYS)
     if unknown:
-        raise FieldError(str(unknown[0]), f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}")
-    if doc.get("version", 1) != 1:
+        raise FieldError(key_name(unknown[0]),
+                         f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    version = doc.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version != 1:
         raise FieldError("version", "only version 1 is supported")
-    providers = parse_providers(doc.get("providers") or {})
+    providers = parse_providers(_section(doc, "providers", {}))
     intercept = parse_intercept(doc.get("intercept", ["api.openai.com"]), providers)
     providers = {**providers, **_implicit_providers(intercept, providers)}
-    catalog = builtin.merged(parse_models(doc.get("models") or [], base=builtin))
-    _check_model_providers(doc.get("models") or [], catalog, providers)
-    defaults = parse_defaults(doc.get("defaults") or {})
-    apps = parse_apps(doc.get("apps") or [], catalog=catalog)
+    models = parse_models(_section(doc, "models", []), base=builtin)
+    _check_model_providers(models, providers)
+    catalog = builtin.merged(models)
+    defaults = parse_defaults(_section(doc, "defaults", {}))
+    apps = parse_apps(_section(doc, "apps", []), catalog=catalog, providers=providers)
     return RuleSet(
         intercept=intercept, providers=providers, catalog=catalog, defaults=defaults,
         apps=apps, shadow=_bool(doc, "shadow"),
     )
+
+
+def _section(doc: Mapping[str, Any], key: str, default: Any) -> Any:
+    """A top-level section; only a missing or empty (null) one takes the default, so a falsy
+    value of the wrong type (``apps: {}``) is still refused by its parser."""
+    value = doc.get(key)
+    return default if value is None else value
 
 
 def parse_providers(raw: Any) -> dict[str, ProviderSpec]:
@@ -157,9 +167,9 @@ def parse_provider(name: str, raw: Any) -> ProviderSpec:
     if kind not in PROVIDER_TYPES:
         raise FieldError("type", f"{kind!r} is not one of: {', '.join(PROVIDER_TYPES)}")
     allowed = _OPENAI_KEYS if kind == "openai" else _BEDROCK_KEYS
-    unknown = sorted(set(raw) - allowed)
+    unknown = unknown_keys(raw, allowed)
     if unknown:
-        raise FieldError(str(unknown[0]), f"unknown key for a {kind} provider; allowed: "
+        raise FieldError(key_name(unknown[0]), f"unknown key for a {kind} provider; allowed: "
                          f"{', '.join(sorted(allowed))}")
     if kind == "bedrock":
         region = raw.get("region")
@@ -209,12 +219,13 @@ def parse_intercept(raw: Any, providers: Mapping[str, ProviderSpec]) -> tuple[In
             host, provider = item, None
         elif isinstance(item, Mapping) and isinstance(item.get("host"), str):
             host, provider = item["host"], item.get("provider")
-            if provider is not None and provider not in providers:
-                raise FieldError(f"{where}.provider", f"no provider named {provider!r}")
+            if provider is not None and (not isinstance(provider, str) or provider not in providers):
+                raise FieldError(f"{where}.provider", f"no provider named {provider!r} "
+                                 f"(configured: {', '.join(providers) or 'none'})")
         else:
             raise FieldError(where, "must be a host name or {host: ..., provider: ...}")
         name, _, port = host.partition(":")
-        if not name or (port and not port.isdigit()):
+        if not name or (port and not (port.isascii() and port.isdigit())):
             raise FieldError(where, f"{host!r} is not a host name")
         provider = provider or _provider_for_host(name, providers) or f"{name} (direct)"
         out.append(InterceptSpec(host=name.lower(), port=int(port or 443), provider=provider))
@@ -241,10 +252,10 @@ def _implicit_providers(
 
 
 def _check_model_providers(
-    raw_models: list[Any], catalog: Catalog, providers: Mapping[str, ProviderSpec]
+    models: list[ModelSpec], providers: Mapping[str, ProviderSpec]
 ) -> None:
-    for i, raw in enumerate(raw_models):
-        spec = catalog.models[raw["name"].strip()]
+    """Every model this file adds or overrides must name a configured provider."""
+    for i, spec in enumerate(models):
         if spec.provider not in providers:
             raise FieldError(f"models[{i}].provider", f"no provider named {spec.provider!r} "
                              f"(configured: {', '.join(providers) or 'none'})")
@@ -253,9 +264,9 @@ def _check_model_providers(
 def parse_defaults(raw: Any) -> DefaultsSpec:
     if not isinstance(raw, Mapping):
         raise FieldError("defaults", "must be a mapping like {tier: standard, prefer: balanced}")
-    unknown = sorted(set(raw) - {"tier", "prefer"})
+    unknown = unknown_keys(raw, ("tier", "prefer"))
     if unknown:
-        raise FieldError(f"defaults.{unknown[0]}", "unknown key; allowed: prefer, tier")
+        raise FieldError(f"defaults{key_step(unknown[0])}", "unknown key; allowed: prefer, tier")
     tier = raw.get("tier", "standard")
     prefer = raw.get("prefer", "balanced")
     if tier not in TIERS:

@@ -8,6 +8,7 @@ into a line number.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -23,8 +24,10 @@ class FieldError(ValueError):
 
     def under(self, prefix: str) -> FieldError:
         """The same error, with its key path prefixed (``apps[2]`` + ``match.client``)."""
-        key = f"{prefix}.{self.key}" if self.key else prefix
-        return FieldError(key, self.message)
+        if not self.key:
+            return FieldError(prefix, self.message)
+        sep = "" if self.key.startswith("[") else "."
+        return FieldError(f"{prefix}{sep}{self.key}", self.message)
 
 
 class LineDict(dict[Any, Any]):
@@ -48,6 +51,11 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.MarkedYAMLError(
+                "while constructing a mapping", node.start_mark,
+                "found a list or mapping as a key", key_node.start_mark,
+            )
         if key in out:
             raise yaml.MarkedYAMLError(
                 "while constructing a mapping", node.start_mark,
@@ -79,43 +87,47 @@ def locate(root: Any, path: str) -> int | None:
     line = getattr(root, "line", None) or None
     node = root
     for step in _split(path):
-        if isinstance(step, int) and isinstance(node, LineList) and step < len(node):
-            line, node = node.item_lines[step], node[step]
-        elif isinstance(node, LineDict) and step in node:
-            line, node = node.key_lines[step], node[step]
-        elif isinstance(node, LineDict) and str(step) in node:
-            line, node = node.key_lines[str(step)], node[str(step)]
-        else:
+        found = _child(node, step)
+        if found is None:
             break
+        line, node = found
     return line
+
+
+def _child(node: Any, step: str | int) -> tuple[int, Any] | None:
+    """(line, value) of one path step under ``node``; a key may be written as its ``str()``."""
+    if isinstance(step, int) and isinstance(node, LineList) and step < len(node):
+        return node.item_lines[step], node[step]
+    if not isinstance(node, LineDict):
+        return None
+    for key in (step, str(step)):
+        if key in node:
+            return node.key_lines[key], node[key]
+    for key in node:
+        if str(key) == str(step):
+            return node.key_lines[key], node[key]
+    return None
 
 
 def _split(path: str) -> list[str | int]:
     """``apps[1].routes.gpt-4o`` -> ``["apps", 1, "routes", "gpt-4o"]``.
 
-    Keys may contain dots (model names such as ``gpt-4.1``); a segment is joined back onto the
-    previous one by ``locate``'s caller convention of quoting such keys as ``routes["gpt-4.1"]``.
+    Keys may contain dots and brackets (``gpt-4.1``, ``gpt-[45]*``); ``key_step`` quotes such
+    keys as ``routes["gpt-4.1"]``, and a quoted segment runs to its closing ``"]``.
     """
     steps: list[str | int] = []
     i, n = 0, len(path)
     buf = ""
     while i < n:
         ch = path[i]
-        if ch == ".":
+        if ch in ".[":
             if buf:
                 steps.append(buf)
             buf = ""
-        elif ch == "[":
-            if buf:
-                steps.append(buf)
-            buf = ""
-            end = path.index("]", i)
-            inner = path[i + 1 : end]
-            if inner.startswith('"') and inner.endswith('"'):
-                steps.append(inner[1:-1])
-            else:
-                steps.append(int(inner))
-            i = end
+            if ch == "[":
+                step, i = _bracket(path, i)
+                steps.append(step)
+                continue
         else:
             buf += ch
         i += 1
@@ -124,9 +136,33 @@ def _split(path: str) -> list[str | int]:
     return steps
 
 
+def _bracket(path: str, start: int) -> tuple[str | int, int]:
+    """The segment opening at ``path[start] == "["`` and the index just past its end:
+    ``["gpt-[45]*"]`` is a key, ``[2]`` an index (anything else is taken as a key)."""
+    if path.startswith('["', start):
+        end = path.find('"]', start + 2)
+        end = len(path) if end < 0 else end
+        return path[start + 2 : end], end + 2
+    end = path.find("]", start)
+    end = len(path) if end < 0 else end
+    inner = path[start + 1 : end]
+    return (int(inner) if inner.isascii() and inner.isdigit() else inner), end + 1
+
+
 def key_step(key: object) -> str:
     """A path segment for ``key``: plain when safe, ``["..."]`` when it contains dots or brackets."""
     text = str(key)
     if any(c in text for c in '.[]"'):
         return f'["{text}"]'
     return f".{text}"
+
+
+def key_name(key: object) -> str:
+    """``key`` as a relative path of its own: ``gpt-4o``, or ``["gpt-4.1"]`` when quoted."""
+    return key_step(key).removeprefix(".")
+
+
+def unknown_keys(raw: Mapping[Any, Any], allowed: Iterable[str]) -> list[Any]:
+    """The keys of ``raw`` not in ``allowed``, ordered by their text (keys need not be strings)."""
+    known = set(allowed)
+    return sorted((k for k in raw if not isinstance(k, str) or k not in known), key=str)

@@ -88,24 +88,16 @@ def test_broken_apps(apps: str, where: str, message: str) -> None:
     assert message in error
 
 
-@pytest.mark.xfail(reason="a glob with a character class is a legal route key, but an error "
-                   "under it crashes locate() with ValueError instead of a ConfigError",
-                   strict=True)
 def test_an_error_under_a_character_class_glob_is_a_config_error() -> None:
     assert refused('  - name: a\n    routes:\n      "gpt-[45]*": {prefer: cheapest}\n'
                    ).startswith('r.yaml:6: apps[0].routes["gpt-[45]*"].prefer')
 
 
-@pytest.mark.xfail(reason="a route pinning a model whose provider is not configured passes "
-                   "`check`, then every matching call fails 400 (models: entries are checked, "
-                   "routes and fallbacks are not)", strict=True)
 @pytest.mark.parametrize("route", ["claude-haiku", "{model: auto, fallbacks: [gemini-2.5-flash]}"])
 def test_a_route_to_an_unconfigured_provider_is_refused(route: str) -> None:
     assert "no provider named" in refused(f"  - name: a\n    routes:\n      gpt-4o: {route}\n")
 
 
-@pytest.mark.xfail(reason="`header: {x-app: }` (null) becomes the glob 'None' instead of an error",
-                   strict=True)
 def test_a_header_without_a_value_is_refused() -> None:
     assert "apps[0].match.header" in refused("  - name: a\n    match:\n      header: {x-app: }\n")
 
@@ -124,7 +116,7 @@ def parse_routes(text: str, catalog: Catalog | None = None) -> tuple[RouteSpec, 
     ("{model: premium, prefer: coding}", "auto", None, "coding", "premium"),
     ("{prefer: cheap}", "auto", None, "cheap", None),
     ("{model: auto, tier: standard, prefer: fast}", "auto", None, "fast", "standard"),
-    ("claude-haiku", "pin", "claude-haiku", None, None),
+    ("gpt-4o-mini", "pin", "gpt-4o-mini", None, None),
     ("{model: gpt-4o-mini}", "pin", "gpt-4o-mini", None, None),
 ])
 def test_route_values(value: str, kind: str, model: str | None, prefer: str | None,

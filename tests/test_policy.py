@@ -154,6 +154,15 @@ def test_pin_plans_are_cut_at_max_plan() -> None:
     assert MAX_PLAN == 3
 
 
+def test_a_pin_plan_names_each_model_once() -> None:
+    repeats = ("apps:\n  - name: a\n    routes:\n      gpt-4o: {model: smart, "
+               "fallbacks: [vendor/smart-v1, coder, coder, cheapo]}\n")
+    assert plan(route(model="gpt-4o", rules=rules(repeats))) == ["smart", "coder", "cheapo"]
+    auto = ("apps:\n  - name: a\n    routes:\n      '*': {prefer: quality, "
+            "fallbacks: [coder, coder]}\n")
+    assert plan(route(rules=rules(auto))) == ["smart", "coder"]
+
+
 @pytest.mark.parametrize("requested, target", [
     ("smart", Target("p", "vendor/smart-v1", CATALOG.models["smart"])),
     ("vendor/smart-v1", Target("p", "vendor/smart-v1", CATALOG.models["smart"])),
@@ -182,9 +191,6 @@ def test_an_unknown_model_with_intent_is_a_404(intent: dict[str, str]) -> None:
         404, "model_not_found", "model")
 
 
-@pytest.mark.xfail(reason="a catalog model on an unconfigured provider, sent with prefer, gets "
-                   "the 404 text 'not in the sidecar's catalog' although it is in the catalog",
-                   strict=True)
 def test_intent_on_a_model_whose_provider_is_unconfigured_says_so() -> None:
     with pytest.raises(UnknownModelError) as info:
         route(model="orphan", prefer="cheap")
@@ -246,9 +252,6 @@ def test_nothing_up_is_a_503_nothing_capable_is_a_400() -> None:
                                      "cheapo: does not support vision.")
 
 
-@pytest.mark.xfail(reason="'down' is checked before capabilities, so a model that could never "
-                   "serve this request but is also down turns a permanent 400 into a retryable "
-                   "503", strict=True)
 def test_a_request_no_model_could_ever_serve_is_a_400_even_when_one_is_down() -> None:
     with pytest.raises(NoEligibleModelError):
         route(tier="premium", prompt_tokens=300_000, health=Health(models_down={"coder": "x"}))

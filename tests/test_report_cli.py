@@ -154,18 +154,26 @@ def test_explain_an_unknown_app_says_so(capsys: pytest.CaptureFixture[str]) -> N
                            "code-review")
 
 
-@pytest.mark.xfail(reason="explain for an unknown app prints the problem but exits 0", strict=True)
 def test_explain_an_unknown_app_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "explain", "--rules", BUNDLED, "--app", "nope")[0] != 0
 
 
-@pytest.mark.xfail(reason="a missing or non-JSON --request file escapes main() as a traceback "
-                   "instead of 'model-router: ...' and exit 1", strict=True)
 def test_explain_a_missing_request_file(capsys: pytest.CaptureFixture[str],
                                         tmp_path: Path) -> None:
     code, _, err = run(capsys, "explain", "--rules", BUNDLED, "--request",
                        str(tmp_path / "nope.json"))
     assert code == 1 and "nope.json" in err
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\udcff"])
+def test_explain_a_request_file_that_is_not_a_json_object(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str,
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    code, out, err = run(capsys, "explain", "--rules", BUNDLED, "--request", str(path))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"model-router: {path}: ") and "Traceback" not in err
 
 
 def test_models_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,9 +231,6 @@ def test_env_locks_a_ca_key_that_was_left_readable(capsys: pytest.CaptureFixture
     assert stat.S_IMODE((tmp_path / "mitmproxy-ca.pem").stat().st_mode) == 0o600
 
 
-@pytest.mark.xfail(reason="README: bring your own CA by putting key+cert in mitmproxy-ca.pem; "
-                   "mitmproxy then writes no mitmproxy-ca-cert.pem and ensure_ca() (env, and run) "
-                   "crashes with FileNotFoundError", strict=True)
 def test_env_uses_an_operators_own_ca(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     run(capsys, "env", "--confdir", str(tmp_path / "elsewhere"))
     own = (tmp_path / "elsewhere" / "mitmproxy-ca.pem").read_text()

@@ -96,12 +96,26 @@ def test_key_step_paths_locate_back_to_their_line(doc: LineDict) -> None:
         assert locate(doc, "apps[0].routes" + key_step(key)) == line
 
 
-@pytest.mark.xfail(reason="key_step quotes a glob with a character class as routes[\"gpt-[45]*\"] "
-                   "but _split stops at the first ']' and int() crashes with ValueError",
-                   strict=True)
 def test_locate_a_route_glob_with_a_character_class() -> None:
     root = load_yaml('routes:\n  "gpt-[45]*": passthrough\n')
     assert locate(root, "routes" + key_step("gpt-[45]*")) == 2
+
+
+@pytest.mark.parametrize("text, path, line", [
+    ("a:\n  2: x\n  true: y\n", "a.2", 2),
+    ("a:\n  2: x\n  true: y\n", "a.True", 3),
+    ("a:\n  - x\n  - y\n", "a[1]", 3),
+    ('a:\n  "x]y": 1\n', 'a["x]y"]', 2),
+    ("a:\n  b: 1\n", "a[oops", 1),
+])
+def test_locate_never_crashes_and_finds_non_string_keys(text: str, path: str, line: int) -> None:
+    assert locate(load_yaml(text), path) == line
+
+
+def test_a_list_as_a_key_is_a_yaml_error() -> None:
+    with pytest.raises(yaml.MarkedYAMLError) as info:
+        load_yaml("? [a, b]\n: x\n")
+    assert info.value.problem == "found a list or mapping as a key"
 
 
 @pytest.mark.parametrize("text, line, key", [
