@@ -74,6 +74,7 @@ class FlowState:
     headers_added: bool = False
     forwarded: bool = False  # the flow was rewritten and sent on (vs. answered by us)
     relayed: bool = False  # sent through the relay (fallbacks, streams)
+    shadow: bool = False  # decided, but forwarded unchanged
     include_usage: bool = False
 
 
@@ -384,7 +385,7 @@ class Sidecar:
         raw = req.get_content(strict=False) or b""
         body: dict[str, Any] | None = None
         if req.method == "POST" and path.split("?")[0].endswith(ROUTED_SUFFIX):
-            body = parse_chat_body(raw)
+            body = parse_chat_body(raw, content_type=headers.get("content-type", ""))
             facts = facts_from_chat(body, **client)
         else:
             facts = RequestFacts(model="", **client)
@@ -393,6 +394,7 @@ class Sidecar:
         state.facts, state.decision = facts, decision
         state.plan = decision.plan
         if decision.shadow and decision.kind != "passthrough":
+            state.shadow = True
             spec = rules.intercept_for(host, port) or rules.intercept[0]
             state.plan = (Target(spec.provider, facts.model, rules.catalog.find(facts.model)),)
         options = body.get("stream_options") if body else None
@@ -480,16 +482,15 @@ def add_router_headers(headers: http.Headers, state: FlowState) -> None:
         headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
     if decision is None:
         return
-    served = state.target or decision.target
+    served = state.target or state.plan[0] if state.plan else decision.target
     headers["x-model-router-app"] = decision.app
     headers["x-model-router-model"] = served.name
     headers["x-model-router-provider"] = served.provider
-    headers["x-model-router-reason"] = "shadow" if served is not decision.target else (
-        decision.reason)
+    headers["x-model-router-reason"] = "shadow" if state.shadow else decision.reason
     headers["x-model-router-overhead-ms"] = f"{state.overhead_ms:.2f}"
     if "x-model-router-fallbacks" not in headers:
         headers["x-model-router-fallbacks"] = "0"
-    if served is not decision.target:
+    if state.shadow:
         headers["x-model-router-shadow-model"] = decision.target.name
         headers["x-model-router-shadow-provider"] = decision.target.provider
         headers["x-model-router-shadow-reason"] = decision.reason

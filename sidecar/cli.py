@@ -172,7 +172,9 @@ async def _close(master: Any) -> None:
 
 
 def _quiet_mitmproxy() -> None:
-    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    """No per-connection or per-request lines from the libraries on the hot path."""
+    for name in ("mitmproxy", "httpx", "httpcore", "botocore", "boto3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

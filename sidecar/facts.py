@@ -23,6 +23,7 @@ ROUTER_FIELDS = ("prefer", "tier")
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and JSON
 IMAGE_TOKENS = 765  # OpenAI's cost of one 512x512 "high" detail image tile set
 MESSAGE_OVERHEAD_TOKENS = 4
+MAX_OUTPUT_TOKENS = 1_000_000  # more than any model can write: a bug in the app, not a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ def key_sha256(authorization: str) -> str | None:
     return hashlib.sha256(key.strip().encode()).hexdigest()
 
 
-def parse_chat_body(content: bytes | None) -> dict[str, Any]:
+def parse_chat_body(content: bytes | None, *, content_type: str = "") -> dict[str, Any]:
     """The JSON object of a chat.completions request, or a 400 that says what is wrong."""
     if not content:
         raise BadRequestBodyError(
@@ -71,8 +72,12 @@ def parse_chat_body(content: bytes | None) -> dict[str, Any]:
     try:
         body = json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        hint = ""
+        media = content_type.split(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            hint = f" It was sent as {media!r}; send 'Content-Type: application/json'."
         raise BadRequestBodyError(
-            f"The request body is not valid JSON ({e}).", code="invalid_json"
+            f"The request body is not valid JSON ({e}).{hint}", code="invalid_json"
         ) from None
     if not isinstance(body, dict):
         raise BadRequestBodyError("The request body must be a JSON object.", code="invalid_json")
@@ -123,6 +128,11 @@ def read_max_tokens(body: Mapping[str, Any]) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UnsupportedParameterError(
             f"Invalid '{name}': {value!r}; expected a positive integer.",
+            param=name, code="invalid_value",
+        )
+    if value > MAX_OUTPUT_TOKENS:
+        raise UnsupportedParameterError(
+            f"Invalid '{name}': {value}; no model generates more than {MAX_OUTPUT_TOKENS} tokens.",
             param=name, code="invalid_value",
         )
     return value

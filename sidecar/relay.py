@@ -125,8 +125,11 @@ class Relay:
                 continue
             if last is None:
                 return  # answered
-            self.on_outcome(Outcome(target, False, failed[-1].split(": ", 1)[1],
-                                    self.clock() - started))
+            reason = failed[-1].split(": ", 1)[1]
+            log.warning("model %s on %s failed (%s); %s", target.name, target.provider, reason,
+                        "trying the next in the plan" if index + 1 < len(job.plan)
+                        else "no fallback left")
+            self.on_outcome(Outcome(target, False, reason, self.clock() - started))
         assert last is not None
         status, headers, body = last
         await out.answer(status, {**headers, "x-model-router-fallbacks": str(len(failed))}, body)

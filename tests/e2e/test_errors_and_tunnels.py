@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from sidecar import addon as addon_module
-from tests.e2e.conftest import APP_KEY
+from tests.e2e.conftest import APP_KEY, CHEAP_KEY
 from tests.e2e.test_routing import HELLO, proxied_client
 from tests.fakes.tls_host import TLSHost
 
@@ -191,3 +191,75 @@ def test_body_over_the_size_limit_is_an_openai_413(rules_path, confdir, up1):
         resp = post_raw(sidecar, big.encode())
     assert_openai_error(resp, 413, "request_too_large", None)
     assert up1.requests == []
+
+
+def test_wrong_content_type_is_named_in_the_error(sidecar, up1):
+    error = assert_openai_error(post_raw(sidecar, b"model=gpt-4o&messages=hi",
+                                         "application/x-www-form-urlencoded"),
+                                400, "invalid_json", None)
+    assert "application/x-www-form-urlencoded" in error["message"]
+    assert "Content-Type: application/json" in error["message"]
+    assert up1.requests == []
+
+
+def test_absurd_max_tokens_is_refused(sidecar, up1):
+    body = json.dumps({"model": "gpt-4o", "messages": HELLO, "max_tokens": 10**12}).encode()
+    error = assert_openai_error(post_raw(sidecar, body), 400, "invalid_value", "max_tokens")
+    assert "no model generates more than" in error["message"]
+    assert up1.requests == []
+
+
+def test_images_for_a_pinned_model_without_vision(sidecar, up1, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch)
+    image = [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="m-coder", messages=image)
+    assert "m-coder: does not support vision" in info.value.message
+    assert up1.requests == [] and up2.requests == []
+
+
+def test_an_exception_in_a_hook_never_forwards_the_original_request(sidecar, up1, up2,
+                                                                    monkeypatch):
+    """Even if a hook itself raises (mitmproxy then forwards the flow as it is), the flow
+    points at the fail-closed sentinel: nothing reaches api.openai.com or any provider."""
+    from sidecar.addon import Sidecar
+
+    connects: list[object] = []
+    original = Sidecar.server_connect
+
+    async def broken_request(self, flow):
+        raise RuntimeError("bug in the request hook")
+
+    def spy(self, data):
+        connects.append(data.server.address)
+        original(self, data)
+
+    monkeypatch.setattr(Sidecar, "request", broken_request)
+    monkeypatch.setattr(Sidecar, "server_connect", spy)
+    resp = post_raw(sidecar, json.dumps({"model": "gpt-4o", "messages": HELLO}).encode())
+    assert resp.status_code == 502
+    assert resp.json()["error"]["type"] == "api_error"
+    assert up1.requests == [] and up2.requests == []
+    assert connects and all(addr[0] == "fail-closed.model-router.invalid" for addr in connects)
+
+
+def test_logs_hold_no_keys_and_no_prompt_text(sidecar, up1, up2, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    secret_prompt = "my secret prompt 7f3a"
+    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user",
+                                                               "content": secret_prompt}])
+    up2.script(status=500)  # logged as a failed attempt, then served by the fallback
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user",
+                                                               "content": secret_prompt}])
+    post_raw(sidecar, b"{broken " + secret_prompt.encode())
+    # The app (openai SDK, httpx2) logs in this process too; only the sidecar's side counts.
+    app_side = ("openai", "httpx2", "httpcore2")
+    records = [r for r in caplog.records if not r.name.startswith(app_side)]
+    text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in records)
+    assert any(r.name == "sidecar" for r in records)  # something was logged
+    assert APP_KEY not in text and CHEAP_KEY not in text and secret_prompt not in text
