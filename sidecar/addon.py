@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from mitmproxy.proxy import server_hooks
 from sidecar.cooldown import Cooldowns
 from sidecar.errors import (
     InternalError,
+    ProxyAuthRequiredError,
     SidecarError,
     UpstreamError,
     error_body,
@@ -96,6 +98,7 @@ class Sidecar:
         self.rng = random.Random()
         self.explore_rate = explore_rate  # prefer=fast: share of calls trying a stale model
         self.upstream_timeout = upstream_timeout
+        self.proxy_auth: dict[str, str] = {}  # user -> password, when proxy auth is required
         self.dispatcher: Dispatcher | None = None
         self.relay: Relay | None = None
         self._client: httpx.AsyncClient | None = None
@@ -117,6 +120,11 @@ class Sidecar:
             "sidecar_rules", str, "rules.yaml",
             "Path of the routing rules (rules.yaml): intercepted hosts, providers, models, "
             "defaults and per-app routes.",
+        )
+        loader.add_option(
+            "sidecar_proxy_auth", str, "",
+            "A file of 'user:password' lines; when set, explicit-proxy clients must authenticate "
+            "(HTTPS_PROXY=http://user:password@host:port) or get 407.",
         )
 
     async def running(self) -> None:
@@ -167,6 +175,11 @@ class Sidecar:
             except SidecarError as e:
                 raise exceptions.OptionsError(str(e)) from e
             self.use_rules(rules)
+        if "sidecar_proxy_auth" in updated:
+            try:
+                self.proxy_auth = load_proxy_auth(ctx.options.sidecar_proxy_auth)
+            except (OSError, ValueError) as e:
+                raise exceptions.OptionsError(f"sidecar_proxy_auth: {e}") from e
 
     def use_rules(self, rules: RuleSet) -> None:
         """Switch to ``rules``. Blocking: resolves AWS credentials for Bedrock providers."""
@@ -232,7 +245,11 @@ class Sidecar:
     # -- hooks ---------------------------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        user = proxy_user(flow.request.headers.get("proxy-authorization", ""))
+        header = flow.request.headers.get("proxy-authorization", "")
+        if self.proxy_auth and not proxy_authenticated(header, self.proxy_auth):
+            flow.response = proxy_auth_required()
+            return
+        user = proxy_user(header)
         if user:
             self._proxy_users[flow.client_conn] = user
 
@@ -240,6 +257,11 @@ class Sidecar:
         if flow.response or flow.error or not flow.live:
             return
         try:
+            if self.proxy_auth and flow.client_conn.proxy_mode.type_name == "regular" and (
+                    flow.client_conn not in self._proxy_users) and not proxy_authenticated(
+                    flow.request.headers.get("proxy-authorization", ""), self.proxy_auth):
+                flow.response = proxy_auth_required()  # plain-HTTP requests to the proxy
+                return
             if not self._intercepted(flow):
                 return
             req = flow.request
@@ -459,6 +481,44 @@ class LowerHeaders(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def load_proxy_auth(path: str) -> dict[str, str]:
+    """``user:password`` lines (blank lines and # comments ignored); "" means no auth."""
+    if not path:
+        return {}
+    users = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, password = line.partition(":")
+            if not sep or not user or not password:
+                raise ValueError(f"{path}:{number}: expected 'user:password'")
+            users[user] = password
+    if not users:
+        raise ValueError(f"{path}: no users")
+    return users
+
+
+def proxy_authenticated(header: str, users: Mapping[str, str]) -> bool:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    expected = users.get(user)
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
+def proxy_auth_required() -> http.Response:
+    status, body, headers = render_openai_error(ProxyAuthRequiredError(
+        "model-router requires proxy authentication: HTTPS_PROXY=http://USER:PASSWORD@host:port"))
+    return http.Response.make(status, body, {**headers,
+                                             "proxy-authenticate": 'Basic realm="model-router"'})
 
 
 def proxy_user(header: str) -> str | None:

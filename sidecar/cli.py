@@ -49,6 +49,7 @@ class RunConfig:
     transparent_port: int | None = None
     confdir: Path = field(default_factory=default_confdir)
     body_size_limit: str = DEFAULT_BODY_LIMIT
+    proxy_auth: str = ""  # a file of user:password lines; "" = no proxy authentication
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ async def serve(
     master.options.update(
         connection_strategy="lazy", allow_hosts=intercept_patterns(rules),
         body_size_limit=config.body_size_limit, sidecar_rules=str(config.rules),
+        sidecar_proxy_auth=config.proxy_auth,
     )
     if on_master is not None:
         on_master(master)
@@ -183,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         rules=Path(args.rules), listen_host=args.listen_host, proxy_port=args.proxy_port,
         reverse_port=args.reverse_port, transparent_port=args.transparent_port,
-        confdir=Path(args.confdir),
+        confdir=Path(args.confdir), proxy_auth=args.proxy_auth or "",
     )
 
     def ready(addrs: dict[str, list[tuple[str, int]]]) -> None:
@@ -286,6 +288,9 @@ def parser() -> argparse.ArgumentParser:
                      help="transparent-mode port for iptables REDIRECT (default: off)")
     run.add_argument("--confdir", default=str(default_confdir()),
                      help="where the CA lives (default ~/.model-router or $MODEL_ROUTER_HOME)")
+    run.add_argument("--proxy-auth", metavar="FILE",
+                     help="require explicit-proxy clients to authenticate with a user:password "
+                          "from FILE (one per line)")
     run.set_defaults(func=cmd_run)
 
     with_rules("check", "validate the rules and print the resolved setup").set_defaults(

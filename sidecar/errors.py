@@ -8,6 +8,7 @@
         UnknownModelError                 404  code=model_not_found
         RequestTooLargeError              413  code=request_too_large
         NoEligibleModelError              400  code=no_eligible_model
+        ProxyAuthRequiredError            407  the explicit proxy wants credentials
       NoRouteError                        503  code=no_available_model  (providers down, cooling)
       UpstreamError                       502  the provider's fault
         UpstreamTimeoutError              504
@@ -74,6 +75,12 @@ class UnknownModelError(ClientRequestError):
 class RequestTooLargeError(ClientRequestError):
     status_code = 413
     code = "request_too_large"
+
+
+class ProxyAuthRequiredError(ClientRequestError):
+    status_code = 407
+    type = "authentication_error"
+    code = "proxy_authentication_required"
 
 
 class NoEligibleModelError(ClientRequestError):

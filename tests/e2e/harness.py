@@ -23,10 +23,10 @@ _one_at_a_time = threading.Lock()
 class RunningSidecar:
     def __init__(self, rules: Path, confdir: Path, *, environ: dict[str, str] | None = None,
                  transparent: bool = False, body_size_limit: str = "32m",
-                 **addon_options: Any) -> None:
+                 proxy_auth: str = "", **addon_options: Any) -> None:
         self.config = RunConfig(rules=rules, proxy_port=0, reverse_port=0,
                                 transparent_port=0 if transparent else None, confdir=confdir,
-                                body_size_limit=body_size_limit)
+                                body_size_limit=body_size_limit, proxy_auth=proxy_auth)
         # No exploration: `prefer: fast` must pick the same model every time in a test.
         self.addon = Sidecar(environ=environ if environ is not None else dict(os.environ),
                              explore_rate=0.0, **addon_options)

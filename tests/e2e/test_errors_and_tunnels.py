@@ -263,3 +263,28 @@ def test_logs_hold_no_keys_and_no_prompt_text(sidecar, up1, up2, monkeypatch, ca
     text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in records)
     assert any(r.name == "sidecar" for r in records)  # something was logged
     assert APP_KEY not in text and CHEAP_KEY not in text and secret_prompt not in text
+
+
+def test_proxy_authentication_can_be_required(rules_path, confdir, tmp_path, up2, monkeypatch):
+    from tests.e2e.harness import RunningSidecar
+
+    users = tmp_path / "proxy-users"
+    users.write_text("# user:password\nsummarizer:s3cret\n")
+    with RunningSidecar(rules_path, confdir, environ={"CHEAPCO_KEY": "k"},
+                        proxy_auth=str(users)) as sidecar:
+        port = sidecar.port("regular")
+        for proxy in (f"http://127.0.0.1:{port}", f"http://summarizer:wrong@127.0.0.1:{port}"):
+            monkeypatch.setenv("HTTPS_PROXY", proxy)
+            monkeypatch.setenv("SSL_CERT_FILE", str(sidecar.ca.bundle))
+            with openai.OpenAI(api_key=APP_KEY, max_retries=0) as client:
+                with pytest.raises(openai.APIConnectionError):
+                    client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://summarizer:s3cret@127.0.0.1:{port}")
+        with openai.OpenAI(api_key=APP_KEY, max_retries=0) as client:
+            raw = client.chat.completions.with_raw_response.create(model="gpt-4o",
+                                                                   messages=HELLO)
+        resp = requests.get("http://example.invalid/", timeout=5,
+                            proxies={"http": f"http://127.0.0.1:{port}"})
+    assert raw.headers["x-model-router-app"] == "summaries"
+    assert len(up2.requests) == 1
+    assert resp.status_code == 407 and "proxy-authenticate" in resp.headers
