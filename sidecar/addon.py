@@ -29,6 +29,7 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
+from sidecar.accounting import Usage, call_record, usage_from_openai
 from sidecar.cooldown import Cooldowns
 from sidecar.errors import (
     InternalError,
@@ -40,6 +41,7 @@ from sidecar.errors import (
 )
 from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
 from sidecar.latency import LatencyTracker
+from sidecar.metrics import Metrics
 from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
@@ -49,6 +51,7 @@ from sidecar.tasks import spawn
 from sidecar.upstream import Dispatcher, UpstreamCall
 
 log = logging.getLogger("sidecar")
+access_log = logging.getLogger("sidecar.access")  # one JSON line per call
 
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 ROUTED_SUFFIX = "/chat/completions"
@@ -78,6 +81,18 @@ class FlowState:
     relayed: bool = False  # sent through the relay (fallbacks, streams)
     shadow: bool = False  # decided, but forwarded unchanged
     include_usage: bool = False
+    job: Job | None = None  # the relay's job (streams, fallbacks)
+    ttft: float | None = None
+    finished: bool = False
+    request_id: str = ""
+
+    @property
+    def stream(self) -> bool:
+        return self.facts is not None and self.facts.stream
+
+    @property
+    def failures(self) -> list[tuple[Target, str]]:
+        return self.job.failures if self.job is not None else []
 
 
 class Sidecar:
@@ -88,10 +103,13 @@ class Sidecar:
         explore_rate: float = EXPLORE_RATE,
         upstream_timeout: float = UPSTREAM_TIMEOUT,
         cooldowns: Cooldowns | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.rules: RuleSet | None = None
         self.latency = latency or LatencyTracker()
         self.cooldowns = cooldowns or Cooldowns()
+        self.metrics = metrics or Metrics()
+        self.metrics_port: int | None = None  # set by the CLI once /metrics listens
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.providers_down: dict[str, str] = {}
@@ -202,6 +220,9 @@ class Sidecar:
     def _apply(self, prepared: tuple[RuleSet, Dispatcher, dict[str, str]]) -> None:
         """Swap in new rules at once; calls in flight keep the dispatcher they started with."""
         self.rules, self.dispatcher, self.providers_down = prepared
+        self.metrics.know(apps=[a.name for a in self.rules.apps],
+                          models=[m.name for m in self.rules.catalog],
+                          providers=self.rules.providers)
         self._rules_stamp = _stamp(self.rules.path)
         for name, reason in self.providers_down.items():
             log.warning("provider %s is unavailable: %s", name, reason)
@@ -239,6 +260,7 @@ class Sidecar:
             return
         self.latency.penalize(name)
         if self.cooldowns.failure(name):
+            self.metrics.cooldowns.labels(self.metrics.model(name)).inc()
             log.warning("model %s is cooling down after repeated failures (%s)", name,
                         outcome.reason)
 
@@ -268,6 +290,7 @@ class Sidecar:
             state = FlowState(started=self.clock(),
                               original=(req.scheme, req.pretty_host.lower(), req.port, req.path))
             flow.metadata["sidecar"] = state
+            self.metrics.in_flight.inc()
             req.host = SENTINEL_HOST  # fail closed until `request` has routed the flow
         except Exception:  # noqa: BLE001 - never let mitmproxy forward an unexamined flow
             log.exception("requestheaders failed; answering 502 (fail closed)")
@@ -324,28 +347,62 @@ class Sidecar:
         state = flow.metadata.get("sidecar")
         if not isinstance(state, FlowState) or flow.response is None:
             return
-        add_router_headers(flow.response.headers, state)  # no-op if responseheaders did it
-        if not state.forwarded or flow.response.stream or state.target is None:
-            return
-        direct = not state.relayed
-        if direct and state.provider_type == "bedrock":
-            self._translate_bedrock(flow, state)
-        status = flow.response.status_code
-        if direct and (status == 429 or status >= 500):
+        try:
+            self._on_response(flow, state, flow.response)
+        except Exception:  # noqa: BLE001 - bookkeeping must never break an answer
+            log.exception("response bookkeeping failed")
+
+    def _on_response(self, flow: http.HTTPFlow, state: FlowState, response: http.Response
+                     ) -> None:
+        add_router_headers(response.headers, state)  # no-op if responseheaders did it
+        usage = state.job.usage if state.job is not None else None
+        if state.forwarded and not response.stream and state.target is not None:
+            direct = not state.relayed
+            if direct and state.provider_type == "bedrock":
+                self._translate_bedrock(flow, state)
+                response = flow.response  # type: ignore[assignment]
+            status = response.status_code
+            if status < 300:
+                try:
+                    answer = response.json()
+                except ValueError:
+                    answer = None
+                if not isinstance(answer, dict):
+                    self._malformed_answer(flow, state)
+                    response = flow.response  # type: ignore[assignment]
+                else:
+                    usage = usage_from_openai(answer)
+            if direct:
+                self._direct_outcome(state, response.status_code)
+        self._finish(state, response.status_code, usage)
+
+    def _direct_outcome(self, state: FlowState, status: int) -> None:
+        """The fast path has no relay to count its attempt: count it here."""
+        assert state.target is not None
+        if status == 429 or status >= 500:
             self.record_outcome(Outcome(state.target, False, f"status {status}", 0.0))
         elif status < 300:
-            try:
-                answer = flow.response.json()
-            except ValueError:
-                answer = None
-            if not isinstance(answer, dict):
-                self._malformed_answer(flow, state)
-                return
-            if direct:
-                self.cooldowns.success(state.target.name)
-            usage = answer.get("usage") or {}
-            self.latency.record(state.target.name, duration=self.clock() - state.started,
-                                output_tokens=usage.get("completion_tokens"))
+            self.cooldowns.success(state.target.name)
+
+    def _finish(self, state: FlowState, status: int, usage: Usage | None, *,
+                stream_ok: bool = True) -> None:
+        """Once per call: latency, metrics and the access log line."""
+        if state.finished:
+            return
+        state.finished = True
+        self.metrics.in_flight.dec()
+        record = call_record(state, status, usage, duration=self.clock() - state.started,
+                             stream_ok=stream_ok, catalog=self.rules.catalog if self.rules
+                             else None)
+        if record.outcome == "ok" and state.target is not None and not state.shadow:
+            name = state.target.name
+            self.latency.record(name, duration=record.duration, ttft=record.ttft,
+                                output_tokens=usage.completion if usage else None)
+            seen = self.latency.snapshot().get(name, {})
+            self.metrics.observe_latency(name, seen.get("ttft_seconds"),
+                                         seen.get("seconds_per_token"))
+        self.metrics.observe(record)
+        access_log.info(json.dumps(record.log_fields(), separators=(",", ":")))
 
     def _malformed_answer(self, flow: http.HTTPFlow, state: FlowState) -> None:
         assert state.target is not None
@@ -374,12 +431,17 @@ class Sidecar:
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
-        if not isinstance(state, FlowState) or not flow.error or not state.forwarded:
+        if not isinstance(state, FlowState) or not flow.error:
             return
-        where = "the relay" if state.relayed else (state.target.provider if state.target else "?")
-        log.warning("upstream %s failed: %s", where, flow.error.msg)
-        if state.target is not None and not state.relayed:
-            self.record_outcome(Outcome(state.target, False, "connect", 0.0))
+        if state.forwarded:
+            where = "the relay" if state.relayed else (
+                state.target.provider if state.target else "?")
+            log.warning("upstream %s failed: %s", where, flow.error.msg)
+            if state.target is not None and not state.relayed:
+                self.record_outcome(Outcome(state.target, False, "connect", 0.0))
+        started = flow.response is not None
+        self._finish(state, flow.response.status_code if flow.response else 502, None,
+                     stream_ok=not started)
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -447,8 +509,8 @@ class Sidecar:
         """Plans with fallbacks, and streams: the relay tries each model in turn."""
         assert self.relay is not None
         state.relayed = True
-        path = self.relay.submit(Job(plan=state.plan, prepare=prepare,
-                                     include_usage=state.include_usage))
+        state.job = Job(plan=state.plan, prepare=prepare, include_usage=state.include_usage)
+        path = self.relay.submit(state.job)
         flow.request.url = f"http://127.0.0.1:{self.relay.port}{path}"
         flow.request.headers = http.Headers(host=f"127.0.0.1:{self.relay.port}")
         flow.request.content = b""
@@ -540,6 +602,7 @@ def add_router_headers(headers: http.Headers, state: FlowState) -> None:
     decision = state.decision
     if "x-request-id" not in headers:
         headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
+    state.request_id = headers["x-request-id"]
     if decision is None:
         return
     served = state.target or state.plan[0] if state.plan else decision.target
@@ -563,23 +626,18 @@ def respond_error(flow: http.HTTPFlow, exc: SidecarError) -> None:
 
 class StreamTimer:
     """``flow.response.stream``: chunks go out as they arrive (through ``transform``, if any);
-    the time to the first chunk and to the end are recorded as the model's latency."""
+    the time to the first chunk is noted for the latency bookkeeping."""
 
     def __init__(
         self, addon: Sidecar, state: FlowState,
         transform: Callable[[bytes], bytes | list[bytes]] | None = None,
     ) -> None:
         self.addon, self.state, self.transform = addon, state, transform
-        self.first: float | None = None
 
     def __call__(self, data: bytes) -> bytes | Iterable[bytes]:
         out = data if self.transform is None else self.transform(data)
-        now = self.addon.clock()
-        if out and self.first is None:
-            self.first = now - self.state.started
-        if not data and self.state.target is not None:
-            self.addon.latency.record(self.state.target.name, duration=now - self.state.started,
-                                      ttft=self.first)
+        if out and self.state.ttft is None:
+            self.state.ttft = self.addon.clock() - self.state.started
         return out or []  # never b"": mitmproxy would end the stream there
 
 

@@ -27,13 +27,15 @@ from typing import Any
 from sidecar import report
 from sidecar.addon import Sidecar, intercept_patterns
 from sidecar.errors import SidecarError
+from sidecar.metrics import serve_metrics
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
 
 log = logging.getLogger("sidecar")
 
 CA_BASENAME = "mitmproxy"
-DEFAULT_BODY_LIMIT = "32m"  # vision payloads are large; everything above is refused (413)
+DEFAULT_BODY_LIMIT = "32m"
+DEFAULT_METRICS_PORT = 9464  # vision payloads are large; everything above is refused (413)
 
 
 def default_confdir() -> Path:
@@ -50,6 +52,8 @@ class RunConfig:
     confdir: Path = field(default_factory=default_confdir)
     body_size_limit: str = DEFAULT_BODY_LIMIT
     proxy_auth: str = ""  # a file of user:password lines; "" = no proxy authentication
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = DEFAULT_METRICS_PORT  # Prometheus /metrics; None: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,11 @@ async def serve(
     rules = load_rules(config.rules)
     ensure_ca(config.confdir)
     addon = addon or Sidecar()
+    metrics_server = None
+    if config.metrics_port is not None:
+        metrics_server, bound = serve_metrics(addon.metrics, config.metrics_host,
+                                              config.metrics_port)
+        addon.metrics_port = bound
     master = Master(Options(confdir=str(config.confdir), mode=modes(config, rules)))
     master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
                       tlsconfig.TlsConfig(), block.Block(), addon)
@@ -141,6 +150,9 @@ async def serve(
         await master.run()
     finally:
         await _close(master)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     if watcher.failed:
         raise StartupError(watcher.failed)
 
@@ -186,12 +198,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         rules=Path(args.rules), listen_host=args.listen_host, proxy_port=args.proxy_port,
         reverse_port=args.reverse_port, transparent_port=args.transparent_port,
         confdir=Path(args.confdir), proxy_auth=args.proxy_auth or "",
+        metrics_host=args.metrics_host, metrics_port=args.metrics_port,
     )
 
     def ready(addrs: dict[str, list[tuple[str, int]]]) -> None:
         for mode, bound in addrs.items():
             unique = dict.fromkeys(f"{h}:{p}" for h, p in bound)  # reverse https: TCP + UDP
             log.info("listening (%s) on %s", mode, ", ".join(unique))
+        if config.metrics_port is not None:
+            log.info("metrics on http://%s:%s/metrics", config.metrics_host, config.metrics_port)
         log.info("app-side settings: model-router env --confdir %s", config.confdir)
 
     asyncio.run(serve(config, on_ready=ready))
@@ -288,6 +303,11 @@ def parser() -> argparse.ArgumentParser:
                      help="transparent-mode port for iptables REDIRECT (default: off)")
     run.add_argument("--confdir", default=str(default_confdir()),
                      help="where the CA lives (default ~/.model-router or $MODEL_ROUTER_HOME)")
+    run.add_argument("--metrics-port", type=_port_or_off, default=DEFAULT_METRICS_PORT,
+                     help=f"Prometheus /metrics port, 'off' to disable (default "
+                          f"{DEFAULT_METRICS_PORT})")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address of the metrics listener (default 127.0.0.1)")
     run.add_argument("--proxy-auth", metavar="FILE",
                      help="require explicit-proxy clients to authenticate with a user:password "
                           "from FILE (one per line)")

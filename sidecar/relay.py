@@ -18,21 +18,28 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import httpx
 
+from sidecar.accounting import Usage, usage_from_openai
 from sidecar.errors import SidecarError, UpstreamError, UpstreamTimeoutError, render_openai_error
 from sidecar.policy import Target
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.errors import from_http_error
+from sidecar.providers.bedrock.transcode import EventStreamToSSE
+from sidecar.sse import UsageTap
 from sidecar.upstream import HOP_BY_HOP, UpstreamCall
+
+Transform = UsageTap | EventStreamToSSE
+Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 log = logging.getLogger("sidecar")
 
 RELAY_PATH = "/_model_router_relay/"
 SERVED_HEADER = "x-model-router-served"  # which plan index served; read and removed by the addon
+FALLBACKS_HEADER = "x-model-router-fallbacks"
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 MAX_ERROR_BODY = 64 * 1024
 
@@ -41,8 +48,9 @@ MAX_ERROR_BODY = 64 * 1024
 class Job:
     plan: tuple[Target, ...]
     prepare: Callable[[Target], UpstreamCall]
-    include_usage: bool = False
-    request_id: str = ""
+    include_usage: bool = False  # the app asked for the usage chunk
+    usage: Usage | None = None  # the provider's report, once the answer is complete
+    failures: list[tuple[Target, str]] = field(default_factory=list)  # attempts before the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,32 +120,32 @@ class Relay:
     # -- the plan ----------------------------------------------------------------------------
 
     async def _run(self, job: Job, out: _Writer) -> None:
-        failed: list[str] = []
-        last: tuple[int, dict[str, str], bytes] | None = None
+        answer: Answer | None = None
         for index, target in enumerate(job.plan):
             started = self.clock()
             try:
-                call = job.prepare(target)
-                last = await self._attempt(index, call, job, out, failed)
-            except SidecarError as e:  # this model cannot take the request: try the next
-                last = render_openai_error(e)[0], {}, render_openai_error(e)[1]
-                failed.append(f"{target.name}: {e.message}")
+                failure = await self._attempt(index, job.prepare(target), job, out)
+            except SidecarError as e:  # this model cannot take this request: try the next
+                answer = render_upstream(e)
+                job.failures.append((target, f"refused: {e.message}"))
                 continue
-            if last is None:
+            if failure is None:
                 return  # answered
-            reason = failed[-1].split(": ", 1)[1]
+            reason, answer = failure
+            job.failures.append((target, reason))
             log.warning("model %s on %s failed (%s); %s", target.name, target.provider, reason,
                         "trying the next in the plan" if index + 1 < len(job.plan)
                         else "no fallback left")
             self.on_outcome(Outcome(target, False, reason, self.clock() - started))
-        assert last is not None
-        status, headers, body = last
-        await out.answer(status, {**headers, "x-model-router-fallbacks": str(len(failed))}, body)
+        assert answer is not None
+        status, headers, body = answer
+        await out.answer(status, {**headers, FALLBACKS_HEADER: str(len(job.failures))}, body)
 
     async def _attempt(
-        self, index: int, call: UpstreamCall, job: Job, out: _Writer, failed: list[str]
-    ) -> tuple[int, dict[str, str], bytes] | None:
-        """None when the call was answered; else the error to give if nothing else works."""
+        self, index: int, call: UpstreamCall, job: Job, out: _Writer
+    ) -> tuple[str, Answer] | None:
+        """None when the call was answered; else (why it failed, what to answer if nothing
+        else works)."""
         started = self.clock()
         name = call.target.name
         try:
@@ -146,60 +154,61 @@ class Relay:
                                                 content=call.body)
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
-            failed.append(f"{name}: timeout")
-            return render_upstream(UpstreamTimeoutError(f"{name} did not answer in time"))
+            return "timeout", render_upstream(UpstreamTimeoutError(f"{name} did not answer in "
+                                                                   "time"))
         except httpx.HTTPError as e:
-            failed.append(f"{name}: connect")
-            return render_upstream(UpstreamError(f"could not reach {call.target.provider}: {e}",
-                                                 code="upstream_connect_error"))
+            return "connect", render_upstream(UpstreamError(
+                f"could not reach {call.target.provider}: {e}", code="upstream_connect_error"))
         try:
-            status = response.status_code
-            if status >= 300 or not call.stream:
-                body = await _read(response)
-                if _malformed(call, status, body):
-                    failed.append(f"{name}: malformed")
-                    return render_upstream(UpstreamError(
-                        f"{name} answered {status} with a body that is not a JSON object",
-                        code="upstream_malformed_response"))
-                status, headers, body = _finish_buffered(call, response, body, job)
-                if _retryable(call, response.status_code, body):
-                    failed.append(f"{name}: status {response.status_code}")
-                    return status, headers, body
-                await out.answer(status, {**headers, SERVED_HEADER: str(index),
-                                          "x-model-router-fallbacks": str(len(failed))}, body)
-                self.on_outcome(Outcome(call.target, status < 400, f"status {status}",
-                                        self.clock() - started))
-                return None
-            return await self._relay_stream(index, call, job, response, out, failed, started)
+            if response.status_code >= 300 or not call.stream:
+                return await self._relay_buffered(index, call, job, response, out, started)
+            return await self._relay_stream(index, call, job, response, out, started)
         finally:
             await response.aclose()
 
+    async def _relay_buffered(
+        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer,
+        started: float,
+    ) -> tuple[str, Answer] | None:
+        status, name = response.status_code, call.target.name
+        body = await _read(response)
+        if _malformed(call, status, body):
+            return "malformed", render_upstream(UpstreamError(
+                f"{name} answered {status} with a body that is not a JSON object",
+                code="upstream_malformed_response"))
+        status, headers, body = _finish_buffered(call, response, body, job)
+        if _retryable(call, response.status_code, body):
+            return f"status {response.status_code}", (status, headers, body)
+        await out.answer(status, {**headers, SERVED_HEADER: str(index),
+                                  FALLBACKS_HEADER: str(len(job.failures))}, body)
+        self.on_outcome(Outcome(call.target, status < 400, f"status {status}",
+                                self.clock() - started))
+        return None
+
     async def _relay_stream(
         self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer,
-        failed: list[str], started: float,
-    ) -> tuple[int, dict[str, str], bytes] | None:
+        started: float,
+    ) -> tuple[str, Answer] | None:
         transform = _transform(call, response, job)
         chunks = response.aiter_raw()
         try:
             first = await _first_output(chunks, transform)
         except (httpx.HTTPError, StopAsyncIteration):
-            failed.append(f"{call.target.name}: stream")
-            return render_upstream(UpstreamError(f"{call.target.name}'s stream broke before "
-                                                 "its first chunk"))
+            return "stream", render_upstream(UpstreamError(
+                f"{call.target.name}'s stream broke before its first chunk"))
         headers = _pass_headers(response.headers)
         if call.kind == "bedrock":
             headers["content-type"] = "text/event-stream; charset=utf-8"
         await out.start(response.status_code, {**headers, SERVED_HEADER: str(index),
-                                               "x-model-router-fallbacks": str(len(failed))})
+                                               FALLBACKS_HEADER: str(len(job.failures))})
         await out.chunks(first)
-        ok = await self._pump(chunks, transform, out)
+        ok = await self._pump(chunks, transform, out, job)
         self.on_outcome(Outcome(call.target, ok, "ok" if ok else "stream",
                                 self.clock() - started))
         return None
 
     async def _pump(
-        self, chunks: AsyncIterator[bytes], transform: Callable[[bytes], list[bytes]],
-        out: _Writer,
+        self, chunks: AsyncIterator[bytes], transform: Transform, out: _Writer, job: Job
     ) -> bool:
         try:
             async for data in chunks:
@@ -210,13 +219,12 @@ class Relay:
             log.warning("upstream stream broke mid-way: %s", type(e).__name__)
             await out.chunks(transform(b"") if _is_transcoder(transform) else [_error_event(e)])
             ok = False
+        job.usage = _stream_usage(transform)  # before the end: the addon reads it there
         await out.end()
         return ok
 
 
-async def _first_output(
-    chunks: AsyncIterator[bytes], transform: Callable[[bytes], list[bytes]]
-) -> list[bytes]:
+async def _first_output(chunks: AsyncIterator[bytes], transform: Transform) -> list[bytes]:
     """Read until the transform has something to send (or the stream ends)."""
     async for data in chunks:
         out = transform(data)
@@ -225,22 +233,22 @@ async def _first_output(
     return transform(b"")
 
 
-def _transform(call: UpstreamCall, response: httpx.Response, job: Job
-               ) -> Callable[[bytes], list[bytes]]:
+def _transform(call: UpstreamCall, response: httpx.Response, job: Job) -> Transform:
     if call.kind == "bedrock" and call.target.spec is not None:
         return BedrockAdapter.transcoder(call.target.spec,
                                          request_id=response.headers.get("x-amzn-requestid", ""),
                                          include_usage=job.include_usage)
-    return _Passthrough()
+    return UsageTap(strip=not job.include_usage)
 
 
-class _Passthrough:
-    def __call__(self, data: bytes) -> list[bytes]:
-        return [data] if data else []
+def _stream_usage(transform: Transform) -> Usage | None:
+    if isinstance(transform, UsageTap):
+        return transform.usage
+    return usage_from_openai({"usage": transform.translator.usage})
 
 
-def _is_transcoder(transform: Callable[[bytes], list[bytes]]) -> bool:
-    return not isinstance(transform, _Passthrough)
+def _is_transcoder(transform: Transform) -> bool:
+    return not isinstance(transform, UsageTap)
 
 
 def _error_event(exc: Exception) -> bytes:

@@ -58,9 +58,10 @@ class Dispatcher:
         drop, add = openai_compat.upstream_headers(headers, provider, self.keys.get(provider.name))
         sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in drop}
         sent.update(add)
-        if body is not None and (target.upstream_model != body.get("model")
+        if body is not None and (target.upstream_model != body.get("model") or stream
                                  or openai_compat.has_router_fields(body)):
-            raw = openai_compat.upstream_body(body, model=target.upstream_model)
+            raw = openai_compat.upstream_body(body, model=target.upstream_model,
+                                              usage=stream)
         url = (f"{endpoint.scheme}://{endpoint.host_header}"
                f"{openai_compat.upstream_path(path, endpoint)}")
         return UpstreamCall(target, "openai", url, sent, raw, stream)

@@ -62,10 +62,15 @@ def upstream_headers(
     return [h for h in remove if h in headers], add
 
 
-def upstream_body(body: dict[str, Any], *, model: str) -> bytes:
-    """The request body as the provider gets it: its model id, without the router's fields."""
+def upstream_body(body: dict[str, Any], *, model: str, usage: bool = False) -> bytes:
+    """The request body as the provider gets it: its model id, without the router's fields;
+    with ``usage``, a stream also asks for the usage report (the sidecar counts real tokens)."""
     out = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
     out["model"] = model
+    if usage:
+        options = out.get("stream_options")
+        out["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -26,7 +26,8 @@ class RunningSidecar:
                  proxy_auth: str = "", **addon_options: Any) -> None:
         self.config = RunConfig(rules=rules, proxy_port=0, reverse_port=0,
                                 transparent_port=0 if transparent else None, confdir=confdir,
-                                body_size_limit=body_size_limit, proxy_auth=proxy_auth)
+                                body_size_limit=body_size_limit, proxy_auth=proxy_auth,
+                                metrics_port=0)
         # No exploration: `prefer: fast` must pick the same model every time in a test.
         self.addon = Sidecar(environ=environ if environ is not None else dict(os.environ),
                              explore_rate=0.0, **addon_options)
@@ -70,6 +71,10 @@ class RunningSidecar:
 
     def port(self, mode: str) -> int:
         return self.addrs[mode][0][1]
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.addon.metrics_port}/metrics"
 
     @property
     def proxy_url(self) -> str:

@@ -1,0 +1,162 @@
+"""Every Prometheus metric the sidecar exports, declared in one place (the only prometheus_client
+importer). Base units, ``_total`` counters, ``_seconds`` histograms; label values come only from
+rules.yaml (apps), the catalog (models), configured providers or fixed sets -- anything else is
+``other``, so no request can create a new time series."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from sidecar.accounting import CallRecord, failure_kind
+
+OTHER = "other"
+# LLM calls take from tens of milliseconds (cached, tiny) to minutes (long reasoning).
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1)
+OUTCOMES = ("ok", "client_error", "rate_limited", "upstream_error", "stream_error",
+            "sidecar_error")
+INTENT_MODELS = ("auto", "economy", "standard", "premium")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sidecar_requests", "Routed calls by app, requested and served model, provider and "
+            "outcome.", ["app", "requested_model", "served_model", "provider", "outcome"],
+            registry=r)
+        self.duration = Histogram(
+            "sidecar_request_duration_seconds", "Time from the app's request to the last byte "
+            "of the answer.", ["app", "model"], buckets=DURATION_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "sidecar_time_to_first_token_seconds", "Streams: time from the app's request to the "
+            "first chunk of the answer.", ["app", "model"], buckets=TTFT_BUCKETS, registry=r)
+        self.overhead = Histogram(
+            "sidecar_overhead_seconds", "Time the sidecar itself spent deciding and rewriting "
+            "(x-model-router-overhead-ms).", buckets=OVERHEAD_BUCKETS, registry=r)
+        self.tokens = Counter(
+            "sidecar_tokens", "Tokens as the provider reported them; kind is prompt, completion "
+            "or cached (cached tokens are part of prompt).", ["app", "model", "kind"], registry=r)
+        self.cost = Counter(
+            "sidecar_cost_usd", "What served calls cost, in USD, at catalog prices and real "
+            "usage.", ["app", "model"], registry=r)
+        self.savings = Counter(
+            "sidecar_savings_usd", "Cost the requested model would have had minus the cost of "
+            "the model that served, in USD, for calls where routing saved.",
+            ["app", "requested_model", "served_model"], registry=r)
+        self.extra_cost = Counter(
+            "sidecar_extra_cost_usd", "For calls where the served model cost more than the "
+            "requested one: the difference, in USD (net savings = savings - extra cost).",
+            ["app", "requested_model", "served_model"], registry=r)
+        self.shadow = Counter(
+            "sidecar_shadow_decisions", "Shadow mode: calls forwarded unchanged, by the model the "
+            "rules would have chosen.", ["app", "requested_model", "decided_model"], registry=r)
+        self.shadow_savings = Counter(
+            "sidecar_shadow_savings_usd", "Shadow mode: what the decided model would have saved "
+            "on these calls, in USD.", ["app", "requested_model", "decided_model"], registry=r)
+        self.fallbacks = Counter(
+            "sidecar_fallbacks", "Attempts that failed before the app saw a byte, so the next "
+            "model in the plan was tried.", ["app", "model"], registry=r)
+        self.upstream_errors = Counter(
+            "sidecar_upstream_errors", "Failed attempts by provider and reason.",
+            ["provider", "reason"], registry=r)
+        self.cooldowns = Counter(
+            "sidecar_cooldowns", "Times a model was taken out of every plan after repeated "
+            "failures.", ["model"], registry=r)
+        self.in_flight = Gauge(
+            "sidecar_in_flight_requests", "Calls being served now.", registry=r)
+        self.observed_ttft = Gauge(
+            "sidecar_observed_ttft_seconds", "The latency tracker's current estimate of time to "
+            "first token (what prefer=fast uses).", ["model"], registry=r)
+        self.observed_per_token = Gauge(
+            "sidecar_observed_seconds_per_output_token", "The latency tracker's current estimate "
+            "of generation time per output token.", ["model"], registry=r)
+        self.apps: frozenset[str] = frozenset()
+        self.models: frozenset[str] = frozenset()
+        self.providers: frozenset[str] = frozenset()
+
+    def know(self, *, apps: Iterable[str], models: Iterable[str], providers: Iterable[str]) -> None:
+        """The label values allowed from now on (rules and catalog at load and reload)."""
+        self.apps = frozenset(apps) | {"default"}
+        self.models = frozenset(models)
+        self.providers = frozenset(providers)
+        for outcome in OUTCOMES:  # pre-initialise the series dashboards divide by
+            self.requests.labels("default", OTHER, OTHER, OTHER, outcome)
+
+    def app(self, name: str) -> str:
+        return name if name in self.apps else OTHER
+
+    def model(self, name: str | None) -> str:
+        if name is None:
+            return OTHER
+        return name if name in self.models or name in INTENT_MODELS else OTHER
+
+    def provider(self, name: str | None) -> str:
+        return name if name in self.providers else OTHER
+
+
+    def observe(self, call: CallRecord) -> None:
+        """Count one finished call."""
+        app, requested = self.app(call.app), self.model(call.requested_model)
+        served, provider = self.model(call.served_model), self.provider(call.provider)
+        self.requests.labels(app, requested, served, provider, call.outcome).inc()
+        self.duration.labels(app, served).observe(call.duration)
+        if call.ttft is not None:
+            self.ttft.labels(app, served).observe(call.ttft)
+        self.overhead.observe(call.overhead)
+        if call.usage is not None:
+            self.tokens.labels(app, served, "prompt").inc(call.usage.prompt)
+            self.tokens.labels(app, served, "completion").inc(call.usage.completion)
+            self.tokens.labels(app, served, "cached").inc(call.usage.cached)
+        if call.cost is not None:
+            self.cost.labels(app, served).inc(call.cost)
+        if call.savings is not None:
+            # prometheus counters only go up: a negative saving is counted as a positive
+            # "extra cost" under the same name with the served/requested roles swapped.
+            self._add_savings(app, requested, served, call.savings)
+        for _, failed_provider, reason in call.failures:
+            self.upstream_errors.labels(self.provider(failed_provider),
+                                        failure_kind(reason)).inc()
+        # Each failure that another attempt followed is a fallback (when all fail, the last
+        # failure is the answer, not a fallback).
+        followed = call.failures if call.served_model else call.failures[:-1]
+        for model, _, _ in followed:
+            self.fallbacks.labels(app, self.model(model)).inc()
+        if call.shadow_model is not None:
+            decided = self.model(call.shadow_model)
+            self.shadow.labels(app, requested, decided).inc()
+            if call.shadow_savings is not None and call.shadow_savings > 0:
+                self.shadow_savings.labels(app, requested, decided).inc(call.shadow_savings)
+
+    def _add_savings(self, app: str, requested: str, served: str, amount: float) -> None:
+        if amount >= 0:
+            self.savings.labels(app, requested, served).inc(amount)
+        else:
+            self.extra_cost.labels(app, requested, served).inc(-amount)
+
+    def observe_latency(self, model: str, ttft: float | None, per_token: float | None) -> None:
+        label = self.model(model)
+        if ttft is not None:
+            self.observed_ttft.labels(label).set(ttft)
+        if per_token is not None:
+            self.observed_per_token.labels(label).set(per_token)
+
+    def exported_names(self) -> set[str]:
+        """Every series name this registry can export (for dashboard checks)."""
+        names = set()
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                    "gauge": ("",)}
+        for family in self.registry.collect():
+            names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        return names
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[Any, int]:
+    """The /metrics endpoint on its own thread; returns (server, bound port)."""
+    server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+    return server, server.server_port
