@@ -124,6 +124,23 @@ def test_streamed_answer_arrives_incrementally_with_usage(client, bedrock):
     assert bedrock.requests[0].operation == "converse-stream"
 
 
+def test_streamed_bedrock_usage_is_counted_even_when_not_asked(client, bedrock_sidecar,
+                                                                bedrock):
+    from tests.e2e.test_metrics import scrape, value
+
+    answer = fb.text_response("counted", token_usage=fb.usage(9, 6, cache_read=3))
+    bedrock.push_stream(fb.stream_events(answer))
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    assert all(c.usage is None for c in chunks)
+    m = scrape(bedrock_sidecar)
+    tokens = {kind: value(m, "sidecar_tokens_total", app="legacy", model="b-chat", kind=kind)
+              for kind in ("prompt", "completion", "cached")}
+    assert tokens == {"prompt": 12, "completion": 6, "cached": 3}
+    # 9 uncached + 3 cached (no cache price in the catalog entry: input price) + 6 out
+    assert value(m, "sidecar_cost_usd_total", app="legacy", model="b-chat") == pytest.approx(
+        (12 * 0.2 + 6 * 0.8) / 1e6)
+
+
 def test_stream_without_include_usage_has_no_usage_chunk(client, bedrock):
     bedrock.push(fb.text_response("short"))
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))

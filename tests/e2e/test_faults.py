@@ -103,6 +103,17 @@ def test_a_failing_first_choice_falls_back_before_the_first_byte(
     assert headers["x-model-router-fallbacks"] == "1"
     assert len(primary.requests) == 1 and len(backup.requests) == 1
     assert backup.requests[0].json["model"] == "backup-model"
+    from tests.e2e.test_metrics import scrape, value
+
+    m = scrape(faulty)
+    assert value(m, "sidecar_fallbacks_total", app="default", model="m-primary") == 1
+    reason = {"hang": "timeout", "reset": "connect"}.get(
+        next(iter(fault)), f"status_{str(fault.get('status', 0))[0]}xx")
+    if fault.get("status") == 429:
+        reason = "status_429"
+    assert value(m, "sidecar_upstream_errors_total", provider="primary", reason=reason) == 1
+    assert value(m, "sidecar_requests_total", app="default", requested_model="auto",
+                 served_model="m-backup", provider="backup", outcome="ok") == 1
 
 
 def test_malformed_json_from_the_first_choice_falls_back(faulty, primary, backup, monkeypatch):
@@ -163,7 +174,9 @@ def test_repeated_failures_cool_a_model_down(faulty, primary, backup, monkeypatc
         primary.script(status=500)
         assert ask(faulty, monkeypatch)[1] == "backup-model"
     assert "m-primary" in faulty.addon.cooldowns.down()
+    from tests.e2e.test_metrics import scrape, value
 
+    assert value(scrape(faulty), "sidecar_cooldowns_total", model="m-primary") == 1
     text, model, headers = ask(faulty, monkeypatch)
     assert model == "backup-model" and headers["x-model-router-fallbacks"] == "0"
     assert len(primary.requests) == 3  # taken out of the plan: not even tried

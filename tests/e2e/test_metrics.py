@@ -1,0 +1,118 @@
+"""/metrics after real SDK calls: counters, tokens, cost and savings against what the fakes
+reported; the access log; shadow mode in metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.test_routing import HELLO, proxied_client
+
+pytestmark = pytest.mark.e2e
+
+# Prices from rules (tests/e2e/conftest.py) and the built-in catalog, written out by hand.
+GPT_4O = (2.5, 10.0)  # USD per million input / output tokens
+M_CHEAP = (0.01, 0.02)
+
+
+def scrape(sidecar) -> dict[tuple[str, frozenset], float]:
+    text = requests.get(sidecar.metrics_url, timeout=5).text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_counters_tokens_cost_and_savings_after_a_routed_call(sidecar, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+    completion = client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    p, c = completion.usage.prompt_tokens, completion.usage.completion_tokens
+    assert p > 0 and c > 0
+
+    m = scrape(sidecar)
+    assert value(m, "sidecar_requests_total", app="summaries", requested_model="gpt-4o",
+                 served_model="m-cheap", provider="up2", outcome="ok") == 1
+    assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap", kind="prompt") == p
+    assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
+                 kind="completion") == c
+    paid = (p * M_CHEAP[0] + c * M_CHEAP[1]) / 1e6
+    would_have = (p * GPT_4O[0] + c * GPT_4O[1]) / 1e6
+    assert value(m, "sidecar_cost_usd_total", app="summaries", model="m-cheap") == (
+        pytest.approx(paid))
+    assert value(m, "sidecar_savings_usd_total", app="summaries", requested_model="gpt-4o",
+                 served_model="m-cheap") == pytest.approx(would_have - paid)
+    assert value(m, "sidecar_request_duration_seconds_count", app="summaries",
+                 model="m-cheap") == 1
+    assert value(m, "sidecar_overhead_seconds_count") == 1
+    assert value(m, "sidecar_in_flight_requests") == 0
+
+
+def test_streamed_usage_is_the_providers_and_hidden_when_not_asked(sidecar, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    assert all(ch.usage is None for ch in chunks)  # the app did not ask for usage
+    assert all(ch.choices for ch in chunks)  # ... so it gets no usage-only chunk either
+    [sent] = up2.requests
+    assert sent.json["stream_options"] == {"include_usage": True}  # the sidecar asked upstream
+
+    m = scrape(sidecar)
+    reply = "up2 says hi to cheap-model-v1"
+    assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
+                 kind="completion") == len(reply.split())  # the fake's own count
+    assert value(m, "sidecar_time_to_first_token_seconds_count", app="summaries",
+                 model="m-cheap") == 1
+
+
+def test_streamed_usage_passes_through_when_asked(sidecar, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
+                                                 stream_options={"include_usage": True}))
+    usage = chunks[-1].usage
+    m = scrape(sidecar)
+    assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
+                 kind="prompt") == usage.prompt_tokens
+
+
+def test_access_log_is_one_json_line_per_call_without_prompts(sidecar, up2, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="sidecar.access")
+    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+    client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "sidecar.access"]
+    entry = json.loads(line)
+    assert entry["app"] == "summaries" and entry["served_model"] == "m-cheap"
+    assert entry["requested_model"] == "gpt-4o" and entry["provider"] == "up2"
+    assert entry["status"] == 200 and entry["outcome"] == "ok" and entry["fallbacks"] == []
+    assert entry["prompt_tokens"] > 0 and entry["cost_usd"] > 0 and entry["savings_usd"] > 0
+    assert entry["request_id"] and entry["duration_s"] >= 0
+    assert "Say hello" not in line and "sk-" not in line
+
+
+def test_shadow_mode_records_the_decision_and_what_it_would_save(sidecar, up1, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, default_headers={"x-app": "shadow"})
+    completion = client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    p, c = completion.usage.prompt_tokens, completion.usage.completion_tokens
+    assert completion.model == "gpt-4o"  # forwarded unchanged
+
+    m = scrape(sidecar)
+    assert value(m, "sidecar_shadow_decisions_total", app="shadowed", requested_model="gpt-4o",
+                 decided_model="m-cheap") == 1
+    would_save = ((p * GPT_4O[0] + c * GPT_4O[1]) - (p * M_CHEAP[0] + c * M_CHEAP[1])) / 1e6
+    assert value(m, "sidecar_shadow_savings_usd_total", app="shadowed", requested_model="gpt-4o",
+                 decided_model="m-cheap") == pytest.approx(would_save)
+    assert value(m, "sidecar_requests_total", app="shadowed", requested_model="gpt-4o",
+                 served_model="gpt-4o", provider="up1", outcome="ok") == 1
+
+
+def test_unknown_names_never_become_label_values(sidecar, up1, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch)
+    client.chat.completions.create(model="ft:gpt-4o:acme:custom:abc123", messages=HELLO)
+    m = scrape(sidecar)
+    assert value(m, "sidecar_requests_total", app="default", requested_model="other",
+                 served_model="other", provider="up1", outcome="ok") == 1
+    assert not any("acme" in str(labels) for _, labels in m)
