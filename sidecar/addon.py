@@ -41,6 +41,7 @@ from sidecar.errors import (
 )
 from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
 from sidecar.latency import LatencyTracker
+from sidecar.live import LiveState
 from sidecar.metrics import Metrics
 from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
 from sidecar.providers.bedrock.adapter import BedrockAdapter
@@ -110,6 +111,7 @@ class Sidecar:
         self.cooldowns = cooldowns or Cooldowns()
         self.metrics = metrics or Metrics()
         self.metrics_port: int | None = None  # set by the CLI once /metrics listens
+        self.metrics.watch(self.live_state)
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.providers_down: dict[str, str] = {}
@@ -126,6 +128,12 @@ class Sidecar:
         self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
             weakref.WeakKeyDictionary()
         )
+
+    def live_state(self) -> LiveState:
+        providers = self.rules.providers if self.rules else {}
+        return LiveState(latency=self.latency.snapshot(),
+                         providers={p: self.providers_down.get(p) for p in providers},
+                         cooling=dict(self.cooldowns.down()))
 
     @property
     def health(self) -> Health:
@@ -398,9 +406,6 @@ class Sidecar:
             name = state.target.name
             self.latency.record(name, duration=record.duration, ttft=record.ttft,
                                 output_tokens=usage.completion if usage else None)
-            seen = self.latency.snapshot().get(name, {})
-            self.metrics.observe_latency(name, seen.get("ttft_seconds"),
-                                         seen.get("seconds_per_token"))
         self.metrics.observe(record)
         access_log.info(json.dumps(record.log_fields(), separators=(",", ":")))
 

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any
 from sidecar import report
 from sidecar.addon import Sidecar, intercept_patterns
 from sidecar.errors import SidecarError
-from sidecar.metrics import serve_metrics
+from sidecar.live import View, view_of
+from sidecar.metrics import parse_live_state, serve_metrics
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
 
@@ -221,8 +223,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
-    print(report.render_models(rules, unavailable_providers(rules, os.environ)))
+    print(report.render_models(rules, _view(rules, args.metrics_url)))
     return 0
+
+
+def _view(rules: RuleSet, metrics_url: str) -> View:
+    """Local checks, plus a running sidecar's live state when its /metrics answers."""
+    live = None
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=1) as resp:  # noqa: S310 - operator URL
+            live = parse_live_state(resp.read().decode("utf-8"))
+    except (OSError, ValueError):
+        pass
+    return view_of(unavailable_providers(rules, os.environ), live, source=metrics_url)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -241,8 +254,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         body["stream"] = True
     if args.max_tokens:
         body["max_tokens"] = args.max_tokens
-    print(report.render_explain(rules, body, app=args.app,
-                                providers_down=unavailable_providers(rules, os.environ)))
+    print(report.render_explain(rules, body, app=args.app, view=_view(rules, args.metrics_url)))
     return 0
 
 
@@ -315,8 +327,9 @@ def parser() -> argparse.ArgumentParser:
 
     with_rules("check", "validate the rules and print the resolved setup").set_defaults(
         func=cmd_check)
-    with_rules("models", "list the catalog: prices, scores, availability").set_defaults(
-        func=cmd_models)
+    models = with_rules("models", "list the catalog: prices, scores, availability, observed "
+                                  "latency")
+    models.set_defaults(func=cmd_models)
 
     explain = with_rules("explain", "show the routing decision for an app and a request")
     explain.add_argument("--app", help="the app's name in rules.yaml (default: 'default')")
@@ -329,6 +342,10 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--max-tokens", type=int)
     explain.add_argument("--stream", action="store_true")
     explain.set_defaults(func=cmd_explain)
+    for cmd in (models, explain):
+        cmd.add_argument("--metrics-url", default=f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/metrics",
+                         help="a running sidecar's /metrics, for its observed latency, cooldowns "
+                              "and provider state (ignored when unreachable)")
 
     env = sub.add_parser("env", help="print the variables an app needs to use the sidecar")
     env.add_argument("--app", help="the app name to put in the proxy URL (match: proxy_user)")

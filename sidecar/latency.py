@@ -54,6 +54,13 @@ class LatencyTracker:
         seen.samples += 1
         seen.last_seen = self._clock()
 
+    def seed(self, model: str, *, ttft: float | None, per_token: float | None) -> None:
+        """Adopt another tracker's estimates (a running sidecar's, for ``explain``)."""
+        seen = self._models.setdefault(model, _Observed())
+        seen.ttft, seen.per_token = ttft, per_token
+        seen.samples = max(seen.samples, 1)
+        seen.last_seen = self._clock()
+
     def penalize(self, model: str, *, seconds: float = FAILURE_PENALTY) -> None:
         """A failed attempt counts as a very slow one, so ``prefer: fast`` moves away from it."""
         seen = self._models.setdefault(model, _Observed())

@@ -5,12 +5,16 @@ rules.yaml (apps), the catalog (models), configured providers or fixed sets -- a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from sidecar.accounting import CallRecord, failure_kind
+from sidecar.live import LiveState
 
 OTHER = "other"
 # LLM calls take from tens of milliseconds (cached, tiny) to minutes (long reasoning).
@@ -70,12 +74,6 @@ class Metrics:
             "failures.", ["model"], registry=r)
         self.in_flight = Gauge(
             "sidecar_in_flight_requests", "Calls being served now.", registry=r)
-        self.observed_ttft = Gauge(
-            "sidecar_observed_ttft_seconds", "The latency tracker's current estimate of time to "
-            "first token (what prefer=fast uses).", ["model"], registry=r)
-        self.observed_per_token = Gauge(
-            "sidecar_observed_seconds_per_output_token", "The latency tracker's current estimate "
-            "of generation time per output token.", ["model"], registry=r)
         self.apps: frozenset[str] = frozenset()
         self.models: frozenset[str] = frozenset()
         self.providers: frozenset[str] = frozenset()
@@ -139,24 +137,71 @@ class Metrics:
         else:
             self.extra_cost.labels(app, requested, served).inc(-amount)
 
-    def observe_latency(self, model: str, ttft: float | None, per_token: float | None) -> None:
-        label = self.model(model)
-        if ttft is not None:
-            self.observed_ttft.labels(label).set(ttft)
-        if per_token is not None:
-            self.observed_per_token.labels(label).set(per_token)
+    def watch(self, state: Callable[[], LiveState]) -> None:
+        """Export the sidecar's live state, read at scrape time (nothing per request)."""
+        self.registry.register(_LiveCollector(state, self))
 
     def exported_names(self) -> set[str]:
         """Every series name this registry can export (for dashboard checks)."""
         names = set()
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                     "gauge": ("",)}
-        for family in self.registry.collect():
+        for family in self.registry.collect():  # live gauges are present even when empty
             names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
         return names
+
+
+class _LiveCollector(Collector):
+    def __init__(self, state: Callable[[], LiveState], metrics: Metrics) -> None:
+        self.state, self.metrics = state, metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # checked at scrape time only
+
+    def collect(self) -> Iterable[Metric]:
+        live = self.state()
+        ttft = GaugeMetricFamily(
+            "sidecar_observed_ttft_seconds", "The latency tracker's current estimate of time to "
+            "first token (what prefer=fast uses).", labels=["model"])
+        per_token = GaugeMetricFamily(
+            "sidecar_observed_seconds_per_output_token", "The latency tracker's current "
+            "estimate of generation time per output token.", labels=["model"])
+        for model, seen in live.latency.items():
+            label = self.metrics.model(model)
+            if seen.get("ttft_seconds") is not None:
+                ttft.add_metric([label], float(seen["ttft_seconds"] or 0))
+            if seen.get("seconds_per_token") is not None:
+                per_token.add_metric([label], float(seen["seconds_per_token"] or 0))
+        up = GaugeMetricFamily("sidecar_provider_available", "1 when the provider can serve "
+                               "(configured, with credentials), else 0.", labels=["provider"])
+        for provider, why in live.providers.items():
+            up.add_metric([self.metrics.provider(provider)], 0.0 if why else 1.0)
+        cooling = GaugeMetricFamily("sidecar_model_cooling_down", "1 while the model is out "
+                                    "of every plan after repeated failures.", labels=["model"])
+        for model in live.cooling:
+            cooling.add_metric([self.metrics.model(model)], 1.0)
+        return [ttft, per_token, up, cooling]
 
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[Any, int]:
     """The /metrics endpoint on its own thread; returns (server, bound port)."""
     server, _ = start_http_server(port, addr=host, registry=metrics.registry)
     return server, server.server_port
+
+
+def parse_live_state(text: str) -> LiveState:
+    """A running sidecar's live state, read back from its /metrics text."""
+    latency: dict[str, dict[str, float | int | None]] = {}
+    providers: dict[str, str | None] = {}
+    cooling: dict[str, str] = {}
+    keys = {"sidecar_observed_ttft_seconds": "ttft_seconds",
+            "sidecar_observed_seconds_per_output_token": "seconds_per_token"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in keys:
+                latency.setdefault(sample.labels["model"], {})[keys[sample.name]] = sample.value
+            elif sample.name == "sidecar_provider_available":
+                providers[sample.labels["provider"]] = None if sample.value else "down"
+            elif sample.name == "sidecar_model_cooling_down" and sample.value:
+                cooling[sample.labels["model"]] = "cooling down after repeated failures"
+    return LiveState(latency=latency, providers=providers, cooling=cooling)

@@ -9,7 +9,7 @@ from sidecar.apps import DEFAULT_APP
 from sidecar.catalog import ModelSpec
 from sidecar.errors import SidecarError
 from sidecar.facts import facts_from_chat
-from sidecar.latency import LatencyTracker
+from sidecar.live import View
 from sidecar.policy import Health, choose_route, expected_output_tokens
 from sidecar.rules import RuleSet
 
@@ -76,15 +76,26 @@ def _describe_route(route: Any) -> str:
     return text + (f" fallbacks={','.join(route.fallbacks)}" if route.fallbacks else "")
 
 
-def render_models(rules: RuleSet, providers_down: Mapping[str, str]) -> str:
+def render_models(rules: RuleSet, view: View) -> str:
     rows = []
+    snapshot = view.latency.snapshot()
     for m in sorted(rules.catalog, key=lambda m: (("economy", "standard", "premium").index(m.tier),
                                                   m.name)):
+        seen = snapshot.get(m.name, {})
         rows.append([m.name, m.tier, m.provider, m.input_price, m.output_price, m.context,
-                     m.quality, m.coding, m.ttft_prior, ",".join(sorted(m.supports)) or None,
-                     _availability(m, rules, providers_down)])
+                     m.quality, m.coding, m.ttft_prior, _seen(seen.get("ttft_seconds")),
+                     _seen(seen.get("seconds_per_token")),
+                     ",".join(sorted(m.supports)) or None,
+                     view.models_down.get(m.name) or _availability(m, rules,
+                                                                   view.providers_down)])
     return table(["model", "tier", "provider", "$in/M", "$out/M", "context", "quality", "coding",
-                  "ttft(s)", "supports", "status"], rows)
+                  "ttft prior(s)", "ttft seen(s)", "s/token seen", "supports", "status"],
+                 rows) + (
+        f"\n\n({view.source})")
+
+
+def _seen(value: float | int | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def _availability(m: ModelSpec, rules: RuleSet, providers_down: Mapping[str, str]) -> str:
@@ -100,22 +111,21 @@ def unknown_app(rules: RuleSet, app: str | None) -> str | None:
     return f"No app named {app!r} in {rules.path}; apps: {', '.join(a.name for a in rules.apps)}"
 
 
-def render_explain(
-    rules: RuleSet, body: dict[str, Any], *, app: str | None,
-    providers_down: Mapping[str, str], latency: LatencyTracker | None = None,
-) -> str:
+def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, view: View) -> str:
     problem = unknown_app(rules, app)
     if problem is not None:
         return problem
     spec = next((a for a in rules.apps if a.name == app), None)
     try:
         facts = facts_from_chat(body)
-        decision = choose_route(facts, rules, latency or LatencyTracker(),
-                                health=Health(providers_down=providers_down),
+        decision = choose_route(facts, rules, view.latency,
+                                health=Health(providers_down=view.providers_down,
+                                              models_down=view.models_down),
                                 app=spec or DEFAULT_APP)
     except SidecarError as e:
         return f"The request would be refused: {e.status_code} {e.message}"
     out = [
+        f"({view.source})",
         f"app: {decision.app}    requested model: {decision.requested_model}",
         f"rule: {decision.rule}",
         f"decision: {decision.reason}" + ("  [shadow: forwarded unchanged]" if decision.shadow

@@ -24,9 +24,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
+NO_SIDECAR = "http://127.0.0.1:9/metrics"  # nothing listens on the discard port
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    args = list(argv)
+    if args[0] in ("explain", "models") and "--metrics-url" not in args:
+        args += ["--metrics-url", NO_SIDECAR]  # never a sidecar that happens to run here
     with pytest.raises(SystemExit) as info:
-        cli.main(list(argv))
+        cli.main(args)
     out, err = capsys.readouterr()
     return int(info.value.code or 0), out, err
 
@@ -99,7 +105,8 @@ def test_explain_shows_plan_candidates_and_exclusions(capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "explain", "--rules", BUNDLED, "--app", "nightly-summaries",
                        "--model", "gpt-4o")
     assert code == 0
-    assert out.startswith("app: nightly-summaries    requested model: gpt-4o\n"
+    assert out.startswith("(no running sidecar reached: catalog priors)\n"
+                          "app: nightly-summaries    requested model: gpt-4o\n"
                           "rule: apps[0].routes.gpt-4o\ndecision: auto prefer=cheap tier=any\n"
                           "request: ~504 prompt tokens, ~500 expected output tokens, "
                           "needs: nothing special\nplan: ")
@@ -177,8 +184,10 @@ def test_explain_a_request_file_that_is_not_a_json_object(
 
 
 def test_models_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "models", "--rules", BUNDLED)
-    lines = out.splitlines()
+    code, out, _ = run(capsys, "models", "--rules", BUNDLED, "--metrics-url", NO_SIDECAR)
+    table, _, footer = out.rpartition("\n\n")
+    assert footer.strip() == "(no running sidecar reached: catalog priors)"
+    lines = table.splitlines()
     assert code == 0 and lines[0].split()[:3] == ["model", "tier", "provider"]
     assert lines[0].split()[-1] == "status"
     rows = {line.split()[0]: line for line in lines[2:]}

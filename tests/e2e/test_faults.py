@@ -218,3 +218,31 @@ def test_failures_count_as_slow_for_prefer_fast(faulty, primary, monkeypatch):
     ask(faulty, monkeypatch)
     estimate = faulty.addon.latency.snapshot()["m-primary"]
     assert estimate["ttft_seconds"] >= 30  # a failure is recorded as a 30 s wait
+
+
+def test_explain_and_models_see_the_running_sidecar(faulty, primary, backup, monkeypatch,
+                                                    capsys):
+    """After the primary cools down, `explain` decides as the running sidecar does."""
+    from sidecar.cli import main
+
+    for _ in range(3):
+        primary.script(status=500)
+        ask(faulty, monkeypatch)
+    rules = str(faulty.config.rules)
+
+    def run(*argv: str) -> str:
+        with pytest.raises(SystemExit) as done:
+            main([*argv, "--rules", rules, "--metrics-url", faulty.metrics_url])
+        assert done.value.code == 0
+        return capsys.readouterr().out
+
+    out = run("explain", "--model", "auto", "--prefer", "cheap")
+    assert "plan: m-backup (backup)" in out
+    assert "m-primary" in out and "cooling down" in out
+    assert f"live state from {faulty.metrics_url}" in out
+    models = {line.split()[0]: line for line in run("models").splitlines() if line}
+    assert "cooling down" in models["m-primary"]
+    header = models["model"].split()
+    assert header[9:11] == ["seen(s)", "s/token"] or "s/token" in header
+    row = models["m-backup"].split()
+    assert row[10] != "-" and float(row[10]) > 0  # its observed seconds per output token
