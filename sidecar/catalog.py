@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
+import yaml
+
 from sidecar.errors import ConfigError
 from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
 
@@ -212,6 +214,28 @@ def load_builtin_catalog() -> Catalog:
     """The catalog shipped inside the package."""
     text = resources.files("sidecar.data").joinpath(BUILTIN_CATALOG).read_text("utf-8")
     return parse_catalog_text(text, path=f"<sidecar>/data/{BUILTIN_CATALOG}")
+
+
+def load_catalog_overlay(path: str, base: Catalog) -> Catalog:
+    """``base`` with a catalog file's entries added or overriding (``catalog:`` in rules.yaml,
+    e.g. the output of ``model-router catalog import``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read the catalog file: {e.strerror}", path=path) from None
+    try:
+        doc = load_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(e, 'problem', e)}", path=path,
+                          line=mark.line + 1 if mark is not None else None) from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("models"), list):
+        raise ConfigError("a catalog file needs a top-level 'models:' list", path=path)
+    try:
+        return base.merged(parse_models(doc["models"], base=base))
+    except FieldError as e:
+        raise ConfigError(e.message, path=path, line=locate(doc, e.key), key=e.key) from None
 
 
 def parse_catalog_text(text: str, *, path: str) -> Catalog:

@@ -17,14 +17,22 @@ from urllib.parse import urlsplit
 import yaml
 
 from sidecar.apps import AppSpec, parse_apps
-from sidecar.catalog import TIERS, Catalog, ModelSpec, load_builtin_catalog, parse_models
+from sidecar.catalog import (
+    TIERS,
+    Catalog,
+    ModelSpec,
+    load_builtin_catalog,
+    load_catalog_overlay,
+    parse_models,
+)
 from sidecar.errors import ConfigError
 from sidecar.facts import PREFERS
 from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
 
 PROVIDER_TYPES = ("openai", "bedrock")
 FROM_REQUEST = "from-request"
-_TOP_KEYS = {"version", "intercept", "providers", "models", "defaults", "apps", "shadow"}
+_TOP_KEYS = {"version", "intercept", "catalog", "providers", "models", "defaults", "apps",
+             "shadow"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +109,25 @@ def parse_rules_text(text: str, *, path: str, catalog: Catalog | None = None) ->
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"not valid YAML: {problem}", path=path, line=line) from None
     try:
-        rules = parse_rules(doc, catalog or load_builtin_catalog())
+        base = _with_overlays(doc, catalog or load_builtin_catalog(), path)
+        rules = parse_rules(doc, base)
     except FieldError as e:
         raise ConfigError(e.message, path=path, line=locate(doc, e.key), key=e.key) from None
     return RuleSet(**{**_fields(rules), "path": path})
+
+
+def _with_overlays(doc: Any, base: Catalog, path: str) -> Catalog:
+    """``catalog: FILE`` (or a list): catalog files merged over the built-in one, in order;
+    paths are relative to the rules file."""
+    raw = doc.get("catalog") if isinstance(doc, Mapping) else None
+    if raw is None:
+        return base
+    files = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(f, str) and f for f in files):
+        raise FieldError("catalog", "must be a file name or a list of file names")
+    for name in files:
+        base = load_catalog_overlay(str(Path(path).parent / name), base)
+    return base
 
 
 def _fields(rules: RuleSet) -> dict[str, Any]:
