@@ -111,6 +111,9 @@ class Sidecar:
         self.cooldowns = cooldowns or Cooldowns()
         self.metrics = metrics or Metrics()
         self.metrics_port: int | None = None  # set by the CLI once /metrics listens
+        self.ready = False  # rules, CA and listeners up (/readyz)
+        self.draining = False
+        self.in_flight = 0
         self.metrics.watch(self.live_state)
         self.environ = os.environ if environ is None else environ
         self.clock = clock
@@ -163,6 +166,7 @@ class Sidecar:
         await self.relay.start()
         self._refresher = spawn(self._refresh_credentials(), name="aws-credentials")
         self._watcher = spawn(self._watch_rules(), name="rules-watcher")
+        self.ready = self.rules is not None
 
     async def done(self) -> None:
         for task in (self._refresher, self._watcher):
@@ -299,6 +303,7 @@ class Sidecar:
                               original=(req.scheme, req.pretty_host.lower(), req.port, req.path))
             flow.metadata["sidecar"] = state
             self.metrics.in_flight.inc()
+            self.in_flight += 1
             req.host = SENTINEL_HOST  # fail closed until `request` has routed the flow
         except Exception:  # noqa: BLE001 - never let mitmproxy forward an unexamined flow
             log.exception("requestheaders failed; answering 502 (fail closed)")
@@ -399,6 +404,7 @@ class Sidecar:
             return
         state.finished = True
         self.metrics.in_flight.dec()
+        self.in_flight -= 1
         record = call_record(state, status, usage, duration=self.clock() - state.started,
                              stream_ok=stream_ok, catalog=self.rules.catalog if self.rules
                              else None)

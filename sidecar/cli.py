@@ -41,7 +41,8 @@ log = logging.getLogger("sidecar")
 
 CA_BASENAME = "mitmproxy"
 DEFAULT_BODY_LIMIT = "32m"
-DEFAULT_METRICS_PORT = 9464  # vision payloads are large; everything above is refused (413)
+DEFAULT_METRICS_PORT = 9464
+DEFAULT_GRACE_PERIOD = 20.0  # vision payloads are large; everything above is refused (413)
 
 
 def default_confdir() -> Path:
@@ -60,6 +61,7 @@ class RunConfig:
     proxy_auth: str = ""  # a file of user:password lines; "" = no proxy authentication
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = DEFAULT_METRICS_PORT  # Prometheus /metrics; None: off
+    grace_period: float = DEFAULT_GRACE_PERIOD  # seconds calls in flight get on SIGTERM
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +138,9 @@ async def serve(
     addon = addon or Sidecar()
     metrics_server = None
     if config.metrics_port is not None:
+        ready = addon
         metrics_server, bound = serve_metrics(addon.metrics, config.metrics_host,
-                                              config.metrics_port)
+                                              config.metrics_port, ready=lambda: ready.ready)
         addon.metrics_port = bound
     master = Master(Options(confdir=str(config.confdir), mode=modes(config, rules)))
     master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
@@ -151,7 +154,7 @@ async def serve(
     )
     if on_master is not None:
         on_master(master)
-    _reload_on_sighup(addon)
+    _handle_signals(master, addon, config.grace_period)
     try:
         await master.run()
     finally:
@@ -167,14 +170,35 @@ class StartupError(SidecarError):
     """The sidecar could not start (a port in use, an unusable address)."""
 
 
-def _reload_on_sighup(addon: Sidecar) -> None:
-    """``kill -HUP`` re-reads rules.yaml (as a change to the file does)."""
+def _handle_signals(master: Any, addon: Sidecar, grace: float) -> None:
+    """SIGHUP re-reads rules.yaml; SIGTERM/SIGINT drain: stop accepting, let calls in flight
+    (streams included) finish for up to ``grace`` seconds, then stop."""
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGHUP, lambda: spawn(addon.reload("SIGHUP"),
                                                              name="reload"))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: spawn(drain(master, addon, grace),
+                                                       name="drain"))
     except (RuntimeError, ValueError, NotImplementedError):
-        log.debug("SIGHUP reload not available here (not the main thread)")
+        log.debug("signal handlers not available here (not the main thread)")
+
+
+async def drain(master: Any, addon: Sidecar, grace: float) -> None:
+    """Graceful shutdown: not ready, listeners closed, in-flight calls finish, then stop."""
+    if not addon.ready and addon.draining:
+        master.shutdown()  # a second signal: stop now
+        return
+    addon.ready, addon.draining = False, True
+    log.info("shutting down: waiting up to %.0f s for %d call(s) in flight", grace,
+             addon.in_flight)
+    await master.addons.get("proxyserver").servers.update([])
+    deadline = asyncio.get_running_loop().time() + grace
+    while addon.in_flight > 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    if addon.in_flight:
+        log.warning("grace period over: %d call(s) cut", addon.in_flight)
+    master.shutdown()
 
 
 async def _close(master: Any) -> None:
@@ -205,6 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         reverse_port=args.reverse_port, transparent_port=args.transparent_port,
         confdir=Path(args.confdir), proxy_auth=args.proxy_auth or "",
         metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        grace_period=args.grace_period,
     )
 
     def ready(addrs: dict[str, list[tuple[str, int]]]) -> None:
@@ -350,6 +375,9 @@ def parser() -> argparse.ArgumentParser:
                           f"{DEFAULT_METRICS_PORT})")
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="address of the metrics listener (default 127.0.0.1)")
+    run.add_argument("--grace-period", type=float, default=DEFAULT_GRACE_PERIOD,
+                     help="on SIGTERM, seconds calls in flight (streams too) get to finish "
+                          f"(default {DEFAULT_GRACE_PERIOD:g})")
     run.add_argument("--proxy-auth", metavar="FILE",
                      help="require explicit-proxy clients to authenticate with a user:password "
                           "from FILE (one per line)")

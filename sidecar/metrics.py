@@ -5,10 +5,19 @@ rules.yaml (apps), the catalog (models), configured providers or fixed sets -- a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -183,9 +192,38 @@ class _LiveCollector(Collector):
         return [ttft, per_token, up, cooling]
 
 
-def serve_metrics(metrics: Metrics, host: str, port: int) -> tuple[Any, int]:
-    """The /metrics endpoint on its own thread; returns (server, bound port)."""
-    server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+def serve_metrics(metrics: Metrics, host: str, port: int, *, ready: Callable[[], bool]
+                  ) -> tuple[ThreadingHTTPServer, int]:
+    """/metrics, /healthz (the process answers) and /readyz (``ready()``) on their own thread;
+    returns (server, bound port)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._send(200, b"ok\n", "text/plain")
+            elif path == "/readyz":
+                up = ready()
+                self._send(200 if up else 503, b"ready\n" if up else b"not ready\n",
+                           "text/plain")
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # scrapes and probes are not worth a log line each
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server, server.server_port
 
 

@@ -1,0 +1,61 @@
+"""Health endpoints, and graceful shutdown: calls in flight (streams too) finish first."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+import requests
+
+from sidecar.cli import drain
+from tests.e2e.conftest import APP_KEY
+from tests.e2e.harness import RunningSidecar
+from tests.fakes.openai_upstream import FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+
+
+def test_healthz_and_readyz(sidecar):
+    base = sidecar.metrics_url.removesuffix("/metrics")
+    assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+    ready = requests.get(f"{base}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.text.strip() == "ready"
+    assert requests.get(f"{base}/nope", timeout=5).status_code == 404
+
+
+def test_sigterm_drain_lets_streams_in_flight_finish(rules_path, confdir):
+    with FakeOpenAI(name="slow", stream_delay=0.2, stream_chunks=6) as slow:
+        rules_path.write_text(rules_path.read_text().replace(
+            rules_path.read_text().split('base_url: "')[1].split('"')[0], slow.base_url, 1))
+        sidecar = RunningSidecar(rules_path, confdir, environ={})
+        with sidecar:
+            base = sidecar.base_url
+            health = sidecar.metrics_url.removesuffix("/metrics")
+            result: dict[str, object] = {}
+
+            def stream() -> None:
+                body = {"model": "gpt-4o", "stream": True,
+                        "messages": [{"role": "user", "content": "hi"}]}
+                with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=20,
+                                  headers={"authorization": f"Bearer {APP_KEY}"},
+                                  trust_env=False) as resp:
+                    result["status"] = resp.status_code
+                    result["body"] = resp.read()
+
+            client = threading.Thread(target=stream)
+            client.start()
+            assert slow.wait_for_requests(1, timeout=5)
+            draining = threading.Thread(
+                target=lambda: sidecar.call(drain(sidecar._master, sidecar.addon, 10.0), 15))
+            draining.start()
+            time.sleep(0.3)
+            assert requests.get(f"{health}/readyz", timeout=5).status_code == 503
+            with pytest.raises(httpx.ConnectError):  # no new connections while draining
+                httpx.get(f"{base}/models", timeout=2, trust_env=False)
+            client.join(15)
+            draining.join(15)
+    assert result["status"] == 200
+    body = result["body"]
+    assert isinstance(body, bytes) and body.count(b"data: ") >= 8 and b"data: [DONE]" in body
