@@ -246,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
-    print(report.render_check(rules, unavailable_providers(rules, os.environ)))
+    print(report.render_check(rules, local_down(rules)))
     return 0
 
 
@@ -264,7 +264,21 @@ def _view(rules: RuleSet, metrics_url: str) -> View:
             live = parse_live_state(resp.read().decode("utf-8"))
     except (OSError, ValueError):
         pass
-    return view_of(unavailable_providers(rules, os.environ), live, source=metrics_url)
+    return view_of(local_down(rules), live, source=metrics_url)
+
+
+def local_down(rules: RuleSet) -> dict[str, str]:
+    """Providers this environment cannot serve: missing key variables, no AWS credentials."""
+    from sidecar.addon import NO_AWS_CREDENTIALS
+    from sidecar.providers.bedrock.signing import BedrockSigner
+
+    down = unavailable_providers(rules, os.environ)
+    for p in rules.providers.values():
+        if p.type == "bedrock" and p.region:
+            signer = BedrockSigner(p.region, endpoint_url=p.endpoint_url, profile=p.profile)
+            if not signer.resolve():
+                down[p.name] = NO_AWS_CREDENTIALS
+    return down
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

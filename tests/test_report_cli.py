@@ -27,6 +27,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 NO_SIDECAR = "http://127.0.0.1:9/metrics"  # nothing listens on the discard port
 
 
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Bedrock counts as available (dummy static credentials), never this machine's own."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     args = list(argv)
     if args[0] in ("explain", "models") and "--metrics-url" not in args:
@@ -283,3 +294,22 @@ def test_render_env_quotes_for_the_shell(fmt: str, line: str) -> None:
 def test_table() -> None:
     assert table(["a", "bb"], [[1, None], ["xyz", 0.5]]).splitlines() == [
         "a    bb", "---  ---", "1    -", "xyz  0.5"]
+
+
+def test_check_and_models_show_bedrock_without_credentials(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    _, out, _ = run(capsys, "check", "--rules", BUNDLED)
+    assert "bedrock" in out and "UNAVAILABLE: no AWS credentials found" in out
+    _, out, _ = run(capsys, "models", "--rules", BUNDLED)
+    haiku = next(line for line in out.splitlines() if line.startswith("claude-haiku "))
+    assert "unavailable: no AWS credentials found" in haiku
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    _, out, _ = run(capsys, "check", "--rules", BUNDLED)
+    assert "UNAVAILABLE" not in out.split("bedrock", 1)[1].split("\n")[0]
