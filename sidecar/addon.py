@@ -9,8 +9,6 @@ into an OpenAI-format error response instead of letting mitmproxy forward the fl
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import json
 import logging
 import os
@@ -36,7 +34,6 @@ from sidecar.errors import (
     ProxyAuthRequiredError,
     SidecarError,
     UpstreamError,
-    error_body,
     render_openai_error,
 )
 from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
@@ -46,6 +43,7 @@ from sidecar.metrics import Metrics
 from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
+from sidecar.proxyauth import load_proxy_auth, proxy_authenticated, proxy_user
 from sidecar.relay import SERVED_HEADER, Job, Outcome, Relay
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
@@ -157,7 +155,6 @@ class Sidecar:
         )
 
     async def running(self) -> None:
-        install_openai_error_pages()
         timeout = httpx.Timeout(self.upstream_timeout, connect=CONNECT_TIMEOUT)
         self._client = httpx.AsyncClient(
             timeout=timeout, trust_env=False,
@@ -347,14 +344,7 @@ class Sidecar:
         add_router_headers(response.headers, state)
         if state.facts is None or not state.facts.stream or response.status_code >= 300:
             return  # buffered: the response hook sees (and may translate) the whole body
-        transform = None
-        if not state.relayed and state.provider_type == "bedrock" and state.target and (
-                state.target.spec):
-            transform = BedrockAdapter.transcoder(
-                state.target.spec, request_id=_amzn_request_id(response.headers),
-                include_usage=state.include_usage)
-            set_sse_headers(response.headers)
-        response.stream = StreamTimer(self, state, transform)
+        response.stream = StreamTimer(self, state)  # the relay already produced the SSE
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -556,54 +546,11 @@ class LowerHeaders(Mapping[str, str]):
         return len(self._data)
 
 
-def load_proxy_auth(path: str) -> dict[str, str]:
-    """``user:password`` lines (blank lines and # comments ignored); "" means no auth."""
-    if not path:
-        return {}
-    users = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            user, sep, password = line.partition(":")
-            if not sep or not user or not password:
-                raise ValueError(f"{path}:{number}: expected 'user:password'")
-            users[user] = password
-    if not users:
-        raise ValueError(f"{path}: no users")
-    return users
-
-
-def proxy_authenticated(header: str, users: Mapping[str, str]) -> bool:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    expected = users.get(user)
-    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
-
-
 def proxy_auth_required() -> http.Response:
     status, body, headers = render_openai_error(ProxyAuthRequiredError(
         "model-router requires proxy authentication: HTTPS_PROXY=http://USER:PASSWORD@host:port"))
     return http.Response.make(status, body, {**headers,
                                              "proxy-authenticate": 'Basic realm="model-router"'})
-
-
-def proxy_user(header: str) -> str | None:
-    """The user name of a ``Proxy-Authorization: Basic`` header (the app's name), if any."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
-        return None
-    try:
-        user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return user or None
 
 
 def add_router_headers(headers: http.Headers, state: FlowState) -> None:
@@ -636,61 +583,17 @@ def respond_error(flow: http.HTTPFlow, exc: SidecarError) -> None:
 
 
 class StreamTimer:
-    """``flow.response.stream``: chunks go out as they arrive (through ``transform``, if any);
-    the time to the first chunk is noted for the latency bookkeeping."""
+    """``flow.response.stream``: chunks go out as they arrive; the time to the first one is
+    noted for the latency bookkeeping."""
 
-    def __init__(
-        self, addon: Sidecar, state: FlowState,
-        transform: Callable[[bytes], bytes | list[bytes]] | None = None,
-    ) -> None:
-        self.addon, self.state, self.transform = addon, state, transform
+    def __init__(self, addon: Sidecar, state: FlowState) -> None:
+        self.addon, self.state = addon, state
 
     def __call__(self, data: bytes) -> bytes | Iterable[bytes]:
-        out = data if self.transform is None else self.transform(data)
-        if out and self.state.ttft is None:
+        if data and self.state.ttft is None:
             self.state.ttft = self.addon.clock() - self.state.started
-        return out or []  # never b"": mitmproxy would end the stream there
-
-
-def set_sse_headers(headers: http.Headers) -> None:
-    """The transcoded stream is OpenAI SSE of unknown length."""
-    for name in ("content-length", "content-type", "transfer-encoding"):
-        headers.pop(name, None)
-    headers["content-type"] = "text/event-stream; charset=utf-8"
-    headers["transfer-encoding"] = "chunked"
+        return data or []  # never b"": mitmproxy would end the stream there
 
 
 def _amzn_request_id(headers: http.Headers) -> str:
     return headers.get("x-amzn-requestid", "")
-
-
-def openai_error_page(status: int, message: str) -> bytes:
-    """mitmproxy's own error answers (connect failures, 413, protocol errors) as OpenAI JSON."""
-    if status == 413:
-        text, kind, code = f"The request body is too large: {message}", "invalid_request_error", (
-            "request_too_large")
-    elif status < 500:
-        text, kind, code = f"Bad request: {message}", "invalid_request_error", "invalid_request"
-    else:
-        text, kind, code = (f"model-router could not reach the provider: {message}", "api_error",
-                            "upstream_connect_error")
-    return json.dumps(error_body(text, type=kind, code=code)).encode()
-
-
-def _openai_error_response(status: int, message: str = "") -> bytes:
-    from mitmproxy.net.http import http1
-
-    resp = http.Response.make(status, openai_error_page(status, message), {
-        "content-type": "application/json", "connection": "close",
-        "x-request-id": f"req_{uuid.uuid4().hex}",
-    })
-    return http1.assemble_response(resp)
-
-
-def install_openai_error_pages() -> None:
-    """Replace mitmproxy's HTML error pages: apps behind the sidecar expect OpenAI errors."""
-    from mitmproxy.proxy.layers.http import _http1, _http2, _http3
-
-    _http1.make_error_response = _openai_error_response
-    _http2.format_error = openai_error_page
-    _http3.format_error = openai_error_page

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import yaml
 from sidecar import report
 from sidecar.addon import Sidecar, intercept_patterns
 from sidecar.catalog_import import import_litellm
-from sidecar.errors import SidecarError
+from sidecar.errors import SidecarError, error_body
 from sidecar.live import View, view_of
 from sidecar.metrics import parse_live_state, serve_metrics
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
@@ -135,6 +136,7 @@ async def serve(
 
     rules = load_rules(config.rules)
     ensure_ca(config.confdir)
+    install_openai_error_pages()
     addon = addon or Sidecar()
     metrics_server = None
     if config.metrics_port is not None:
@@ -164,6 +166,39 @@ async def serve(
             metrics_server.server_close()
     if watcher.failed:
         raise StartupError(watcher.failed)
+
+
+def openai_error_page(status: int, message: str) -> bytes:
+    """mitmproxy's own error answers (connect failures, 413, protocol errors) as OpenAI JSON."""
+    if status == 413:
+        text, kind, code = f"The request body is too large: {message}", "invalid_request_error", (
+            "request_too_large")
+    elif status < 500:
+        text, kind, code = f"Bad request: {message}", "invalid_request_error", "invalid_request"
+    else:
+        text, kind, code = (f"model-router could not reach the provider: {message}", "api_error",
+                            "upstream_connect_error")
+    return json.dumps(error_body(text, type=kind, code=code)).encode()
+
+
+def _openai_error_response(status: int, message: str = "") -> bytes:
+    from mitmproxy import http
+    from mitmproxy.net.http import http1
+
+    resp = http.Response.make(status, openai_error_page(status, message), {
+        "content-type": "application/json", "connection": "close",
+        "x-request-id": f"req_{uuid.uuid4().hex}",
+    })
+    return http1.assemble_response(resp)
+
+
+def install_openai_error_pages() -> None:
+    """Replace mitmproxy's HTML error pages: apps behind the sidecar expect OpenAI errors."""
+    from mitmproxy.proxy.layers.http import _http1, _http2, _http3
+
+    _http1.make_error_response = _openai_error_response
+    _http2.format_error = openai_error_page
+    _http3.format_error = openai_error_page
 
 
 class StartupError(SidecarError):
