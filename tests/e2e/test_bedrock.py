@@ -48,6 +48,13 @@ TIME = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}
 
 
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+
+
 @pytest.fixture
 def bedrock() -> Iterator[fb.FakeBedrock]:
     with fb.FakeBedrock() as fake:
@@ -289,10 +296,7 @@ def test_unsupported_parameter_is_a_400_naming_it(client, bedrock):
 
 def test_no_aws_credentials_marks_bedrock_unavailable(tmp_path, confdir, up1, bedrock,
                                                       monkeypatch):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    no_aws_credentials(monkeypatch, tmp_path)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(up1=up1.base_url, bedrock=bedrock.url, model_id=MODEL_ID))
     with RunningSidecar(rules, confdir, environ={}) as sidecar:
@@ -310,10 +314,7 @@ def test_credentials_that_appear_later_bring_bedrock_up(tmp_path, confdir, up1, 
     from sidecar import addon as addon_module
 
     monkeypatch.setattr(addon_module, "CREDENTIALS_CHECK_SECONDS", 0.05)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    no_aws_credentials(monkeypatch, tmp_path)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(up1=up1.base_url, bedrock=bedrock.url, model_id=MODEL_ID))
     with RunningSidecar(rules, confdir, environ={}) as sidecar:

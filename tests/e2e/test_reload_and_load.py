@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,21 +14,10 @@ from sidecar.cooldown import Cooldowns
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.harness import RunningSidecar
 from tests.e2e.test_faults import RULES as FAULT_RULES
+from tests.e2e.test_faults import backup, primary  # noqa: F401 - fixtures
 from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def primary() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(name="primary") as up:
-        yield up
-
-
-@pytest.fixture
-def backup() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(name="backup") as up:
-        yield up
 
 
 @pytest.fixture
