@@ -384,17 +384,20 @@ def cmd_catalog_import(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
+    """The app side of each way in: proxy (HTTPS_PROXY + CA), base-url, or transparent (CA)."""
+    base_url = f"http://{args.host}:{args.reverse_port}/v1"
+    if args.way == "base-url":
+        print(report.render_env({"OPENAI_BASE_URL": base_url}, fmt=args.format))
+        return 0
     ca = ensure_ca(Path(args.confdir))
+    trust = {"SSL_CERT_FILE": str(ca.bundle), "REQUESTS_CA_BUNDLE": str(ca.bundle),
+             "CURL_CA_BUNDLE": str(ca.bundle), "NODE_EXTRA_CA_CERTS": str(ca.cert)}
+    if args.way == "transparent":
+        print(report.render_env(trust, fmt=args.format))
+        return 0
     user = f"{args.app}:@" if args.app else ""  # the colon: requests ignores a bare user
-    values = {
-        "HTTPS_PROXY": f"http://{user}{args.host}:{args.proxy_port}",
-        "SSL_CERT_FILE": str(ca.bundle),
-        "REQUESTS_CA_BUNDLE": str(ca.bundle),
-        "CURL_CA_BUNDLE": str(ca.bundle),
-        "NODE_EXTRA_CA_CERTS": str(ca.cert),
-    }
-    print(report.render_env(values, fmt=args.format,
-                            base_url=f"http://{args.host}:{args.reverse_port}/v1"))
+    values = {"HTTPS_PROXY": f"http://{user}{args.host}:{args.proxy_port}", **trust}
+    print(report.render_env(values, fmt=args.format, base_url=base_url))
     return 0
 
 
@@ -472,6 +475,9 @@ def parser() -> argparse.ArgumentParser:
     env.add_argument("--reverse-port", type=int, default=8081)
     env.add_argument("--confdir", default=str(default_confdir()))
     env.add_argument("--format", choices=("bash", "fish", "dotenv"), default="bash")
+    env.add_argument("--way", choices=("proxy", "base-url", "transparent"), default="proxy",
+                     help="proxy: HTTPS_PROXY + CA (default); base-url: OPENAI_BASE_URL (Node "
+                          "apps); transparent: the CA only (iptables does the rest)")
     env.set_defaults(func=cmd_env)
     return p
 

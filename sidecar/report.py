@@ -148,18 +148,18 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
     return "\n".join(out)
 
 
-def render_env(values: Mapping[str, str], *, fmt: str, base_url: str) -> str:
-    lines = []
+def render_env(values: Mapping[str, str], *, fmt: str, base_url: str | None = None) -> str:
+    """Variables as bash, fish or dotenv lines; with ``base_url``, a hint for the other way."""
     if fmt == "bash":
         lines = [f"export {k}={_shell_quote(v)}" for k, v in values.items()]
-        lines.append(f"# base-URL way instead of HTTPS_PROXY: export OPENAI_BASE_URL={base_url}")
+        hint = f"# base-URL way instead of HTTPS_PROXY: export OPENAI_BASE_URL={base_url}"
     elif fmt == "fish":
         lines = [f"set -gx {k} {_shell_quote(v)}" for k, v in values.items()]
-        lines.append(f"# base-URL way instead of HTTPS_PROXY: set -gx OPENAI_BASE_URL {base_url}")
+        hint = f"# base-URL way instead of HTTPS_PROXY: set -gx OPENAI_BASE_URL {base_url}"
     else:
         lines = [f"{k}={v}" for k, v in values.items()]
-        lines.append(f"# OPENAI_BASE_URL={base_url}")
-    return "\n".join(lines)
+        hint = f"# OPENAI_BASE_URL={base_url}"
+    return "\n".join(lines + ([hint] if base_url else []))
 
 
 def _shell_quote(value: str) -> str:

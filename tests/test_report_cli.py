@@ -313,3 +313,18 @@ def test_check_and_models_show_bedrock_without_credentials(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     _, out, _ = run(capsys, "check", "--rules", BUNDLED)
     assert "UNAVAILABLE" not in out.split("bedrock", 1)[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("way, fmt, expected", [
+    ("base-url", "bash", ["export OPENAI_BASE_URL=http://127.0.0.1:8081/v1"]),
+    ("base-url", "dotenv", ["OPENAI_BASE_URL=http://127.0.0.1:8081/v1"]),
+    ("transparent", "dotenv", ["SSL_CERT_FILE=", "REQUESTS_CA_BUNDLE=", "CURL_CA_BUNDLE=",
+                               "NODE_EXTRA_CA_CERTS="]),
+])
+def test_env_for_each_way_in(capsys: pytest.CaptureFixture[str], tmp_path: Path, way: str,
+                             fmt: str, expected: list[str]) -> None:
+    code, out, _ = run(capsys, "env", "--confdir", str(tmp_path), "--way", way, "--format", fmt)
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == len(expected)
+    assert all(line.startswith(prefix) for line, prefix in zip(lines, expected, strict=True))
+    assert "HTTPS_PROXY" not in out
