@@ -1,8 +1,14 @@
 #!/usr/bin/env sh
-# Set up .venv with Python >= 3.12 and model-router installed from the pinned lock file.
-# Idempotent: a second run only checks. Used by the README's commands, .ci/run and the Dockerfile.
+# Set up .venv (Python >= 3.12) with model-router from the pinned lock file.
+#   ./scripts/setup.sh          the sidecar (requirements.lock) — the README's start command
+#   ./scripts/setup.sh --test   plus everything the test suite uses (requirements-test.lock, the
+#                               Node client's packages, and as root the ip/iptables tools the
+#                               transparent-mode test needs)
+# Idempotent: a second run only checks. Used by the README, .ci/run and the Dockerfile.
 set -eu
 cd "$(dirname "$0")/.."
+lock=requirements.lock
+[ "${1:-}" = "--test" ] && lock=requirements-test.lock
 
 find_python() {
     want=$(cat .python-version 2>/dev/null || echo 3.12)
@@ -27,9 +33,27 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
     env $python -m venv .venv
 fi
 
-stamp=.venv/.model-router-installed
-if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+stamp=".venv/.installed-$lock"
+if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$lock"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
     touch "$stamp"
+fi
+
+[ "$lock" = requirements-test.lock ] || exit 0
+
+# The openai Node SDK for the client-matrix test (tests/e2e/test_clients.py).
+node=tests/clients/node
+if command -v npm >/dev/null 2>&1 && ! [ "$node/node_modules/.package-lock.json" -nt "$node/package-lock.json" ]; then
+    (cd "$node" && npm ci --no-audit --no-fund --silent) || { echo "npm ci failed in $node" >&2; exit 1; }
+fi
+
+# ip and iptables for the transparent-mode test (root only; it skips otherwise).
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    PATH="$PATH:/usr/sbin:/sbin"
+    if ! command -v iptables >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables iproute2; } \
+            >/dev/null || { echo "apt-get install iptables iproute2 failed" >&2; exit 1; }
+    fi
 fi
