@@ -17,10 +17,15 @@ class Usage:
 
 
 def usage_from_openai(answer: Mapping[str, Any] | None) -> Usage | None:
-    """The ``usage`` object of a chat.completion or of a stream's usage chunk."""
+    """The ``usage`` of a chat.completion, a stream's usage chunk, or a Responses object."""
     usage = answer.get("usage") if isinstance(answer, Mapping) else None
     if not isinstance(usage, Mapping):
         return None
+    if "input_tokens" in usage:  # the Responses API's names
+        details = usage.get("input_tokens_details")
+        usage = {"prompt_tokens": usage.get("input_tokens"),
+                 "completion_tokens": usage.get("output_tokens"),
+                 "prompt_tokens_details": details if isinstance(details, Mapping) else {}}
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, Mapping) else 0
     try:

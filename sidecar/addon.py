@@ -33,10 +33,11 @@ from sidecar.errors import (
     InternalError,
     ProxyAuthRequiredError,
     SidecarError,
+    UnsupportedParameterError,
     UpstreamError,
     render_openai_error,
 )
-from sidecar.facts import RequestFacts, facts_from_chat, parse_chat_body
+from sidecar.facts import RequestFacts, facts_from_chat, facts_from_responses, parse_chat_body
 from sidecar.latency import LatencyTracker
 from sidecar.live import LiveState
 from sidecar.metrics import Metrics
@@ -45,6 +46,7 @@ from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
 from sidecar.proxyauth import load_proxy_auth, proxy_authenticated, proxy_user
 from sidecar.relay import SERVED_HEADER, Job, Outcome, Relay
+from sidecar.responses import needs_native, to_chat_request
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
 from sidecar.upstream import Dispatcher, UpstreamCall
@@ -54,6 +56,7 @@ access_log = logging.getLogger("sidecar.access")  # one JSON line per call
 
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 ROUTED_SUFFIX = "/chat/completions"
+RESPONSES_SUFFIX = "/responses"
 CREDENTIALS_CHECK_SECONDS = 30.0
 RULES_POLL_SECONDS = 1.0
 UPSTREAM_TIMEOUT = 120.0  # seconds without a byte from the provider before trying the next
@@ -84,6 +87,7 @@ class FlowState:
     ttft: float | None = None
     finished: bool = False
     request_id: str = ""
+    api: str | None = None  # "chat" | "responses" for routed calls
 
     @property
     def stream(self) -> bool:
@@ -365,7 +369,7 @@ class Sidecar:
                 self._translate_bedrock(flow, state)
                 response = flow.response  # type: ignore[assignment]
             status = response.status_code
-            if status < 300:
+            if status < 300 and state.api is not None:
                 try:
                     answer = response.json()
                 except ValueError:
@@ -375,6 +379,9 @@ class Sidecar:
                     response = flow.response  # type: ignore[assignment]
                 else:
                     usage = usage_from_openai(answer)
+            elif status < 300 and flow.request.method == "GET" and (
+                    state.original[3].split("?")[0].endswith("/models")):
+                list_intents(response)
             if direct:
                 self._direct_outcome(state, response.status_code)
         self._finish(state, response.status_code, usage)
@@ -469,9 +476,11 @@ class Sidecar:
         )
         raw = req.get_content(strict=False) or b""
         body: dict[str, Any] | None = None
-        if req.method == "POST" and path.split("?")[0].endswith(ROUTED_SUFFIX):
+        api = state.api = routed_api(req.method, path)
+        if api is not None:
             body = parse_chat_body(raw, content_type=headers.get("content-type", ""))
-            facts = facts_from_chat(body, **client)
+            read_facts = facts_from_chat if api == "chat" else facts_from_responses
+            facts = read_facts(body, **client)
         else:
             facts = RequestFacts(model="", **client)
         decision = choose_route(facts, rules, self.latency, health=self.health, rng=self.rng,
@@ -482,14 +491,17 @@ class Sidecar:
             state.shadow = True
             spec = rules.intercept_for(host, port) or rules.intercept[0]
             state.plan = (Target(spec.provider, facts.model, rules.catalog.find(facts.model)),)
+        if api == "responses" and body is not None:
+            state.plan = native_first(state.plan, body, rules)
         options = body.get("stream_options") if body else None
         state.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
         def prepare(target: Target) -> UpstreamCall:
             return dispatcher.prepare(target, path=path, headers=headers, raw=raw, body=body,
-                                      stream=facts.stream)
+                                      stream=facts.stream, api=api or "chat")
 
-        if body is not None and (facts.stream or len(state.plan) > 1) and self.relay:
+        relay = api == "responses" or facts.stream or len(state.plan) > 1
+        if body is not None and relay and self.relay:
             self._send_via_relay(flow, state, prepare)
         else:
             self._send_direct(flow, state, prepare(state.plan[0]))
@@ -515,6 +527,51 @@ class Sidecar:
         flow.request.url = f"http://127.0.0.1:{self.relay.port}{path}"
         flow.request.headers = http.Headers(host=f"127.0.0.1:{self.relay.port}")
         flow.request.content = b""
+
+
+INTENT_MODELS = ("auto", "economy", "standard", "premium")
+
+
+def list_intents(response: http.Response) -> None:
+    """GET /v1/models: list ``auto`` and the tier names beside the provider's own models."""
+    try:
+        listing = response.json()
+    except ValueError:
+        return
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return
+    known = {m.get("id") for m in data if isinstance(m, dict)}
+    data.extend({"id": name, "object": "model", "created": 0, "owned_by": "model-router"}
+                for name in INTENT_MODELS if name not in known)
+    response.text = json.dumps(listing)
+
+
+def routed_api(method: str, path: str) -> str | None:
+    """"chat" or "responses" for the calls the sidecar routes; None for everything else."""
+    if method != "POST":
+        return None
+    route = path.split("?")[0]
+    if route.endswith(ROUTED_SUFFIX):
+        return "chat"
+    if route.endswith(RESPONSES_SUFFIX):
+        return "responses"
+    return None
+
+
+def native_first(plan: tuple[Target, ...], body: dict[str, Any], rules: RuleSet
+                 ) -> tuple[Target, ...]:
+    """A Responses call that needs server-side state or hosted tools can only be served by a
+    provider with the native Responses API: keep those, or refuse naming the feature."""
+    feature = needs_native(body)
+    if feature is None:
+        return plan
+    native = tuple(t for t in plan if rules.providers[t.provider].responses)
+    if native:
+        return native
+    to_chat_request(body, model=plan[0].name)  # raises the 400 naming the feature and model
+    raise UnsupportedParameterError(f"{feature} needs a provider with the native Responses API",
+                                    param=feature)
 
 
 def intercept_patterns(rules: RuleSet) -> list[str]:

@@ -180,3 +180,29 @@ def _image_parts(message: Mapping[str, Any]) -> int:
     if not isinstance(content, list):
         return 0
     return sum(1 for p in content if isinstance(p, Mapping) and p.get("type") == "image_url")
+
+
+def facts_from_responses(body: Mapping[str, Any], **client: Any) -> RequestFacts:
+    """RequestFacts for a Responses API body (``/v1/responses``)."""
+    model, prefer, tier = read_intent(body)
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+                              or limit > MAX_OUTPUT_TOKENS):
+        raise UnsupportedParameterError(
+            f"Invalid 'max_output_tokens': {limit!r}; expected a positive integer.",
+            param="max_output_tokens", code="invalid_value")
+    text = json.dumps(body.get("input", ""), ensure_ascii=False)
+    text += str(body.get("instructions") or "")
+    needs = set()
+    if any(isinstance(t, Mapping) and t.get("type") == "function" for t in body.get("tools") or []):
+        needs.add("tools")
+    if '"input_image"' in text:
+        needs.add("vision")
+    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), Mapping) else None
+    if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+        needs.add("json_schema")
+    return RequestFacts(
+        model=model, prefer=prefer, tier=tier, stream=body.get("stream") is True,
+        needs=frozenset(needs), prompt_tokens=len(text) // CHARS_PER_TOKEN, max_tokens=limit,
+        **client,
+    )

@@ -29,10 +29,16 @@ from sidecar.policy import Target
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.errors import from_http_error
 from sidecar.providers.bedrock.transcode import EventStreamToSSE
+from sidecar.responses import (
+    ChatSSEToResponsesSSE,
+    ChatToResponsesStream,
+    new_response_id,
+    to_responses_object,
+)
 from sidecar.sse import UsageTap
 from sidecar.upstream import HOP_BY_HOP, UpstreamCall
 
-Transform = UsageTap | EventStreamToSSE
+Transform = Callable[[bytes], list[bytes]]
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 log = logging.getLogger("sidecar")
@@ -197,7 +203,7 @@ class Relay:
             return "stream", render_upstream(UpstreamError(
                 f"{call.target.name}'s stream broke before its first chunk"))
         headers = _pass_headers(response.headers)
-        if call.kind == "bedrock":
+        if call.kind == "bedrock" or call.responses is not None:
             headers["content-type"] = "text/event-stream; charset=utf-8"
         await out.start(response.status_code, {**headers, SERVED_HEADER: str(index),
                                                FALLBACKS_HEADER: str(len(job.failures))})
@@ -234,14 +240,39 @@ async def _first_output(chunks: AsyncIterator[bytes], transform: Transform) -> l
 
 
 def _transform(call: UpstreamCall, response: httpx.Response, job: Job) -> Transform:
+    """Bytes from the provider -> bytes for the app: Bedrock's event stream transcoded to
+    chat SSE, usage read (and hidden if the app did not ask), and chat SSE turned into
+    Responses events when a Responses call was served through chat."""
+    translate = call.responses is not None
+    keep_usage = job.include_usage or translate  # the Responses translator needs the usage
     if call.kind == "bedrock" and call.target.spec is not None:
-        return BedrockAdapter.transcoder(call.target.spec,
-                                         request_id=response.headers.get("x-amzn-requestid", ""),
-                                         include_usage=job.include_usage)
-    return UsageTap(strip=not job.include_usage)
+        base: Transform = BedrockAdapter.transcoder(
+            call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""),
+            include_usage=keep_usage)
+    else:
+        base = UsageTap(strip=not keep_usage)
+    if not translate:
+        return base
+    assert call.responses is not None
+    to_responses = ChatSSEToResponsesSSE(ChatToResponsesStream(
+        call.responses, new_response_id(), int(time.time())))
+    return _Chained(base, to_responses)
+
+
+class _Chained:
+    """Two stream transforms in a row (the first one's output feeds the second)."""
+
+    def __init__(self, first: UsageTap | EventStreamToSSE, second: ChatSSEToResponsesSSE) -> None:
+        self.first, self.second = first, second
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        out = [piece for chunk in self.first(data) for piece in self.second(chunk)]
+        return out + self.second(b"") if not data else out
 
 
 def _stream_usage(transform: Transform) -> Usage | None:
+    if isinstance(transform, _Chained):
+        return usage_from_openai({"usage": transform.second.translator.usage})
     if isinstance(transform, UsageTap):
         return transform.usage
     return usage_from_openai({"usage": transform.translator.usage})
@@ -268,13 +299,21 @@ def _finish_buffered(
     call: UpstreamCall, response: httpx.Response, body: bytes, job: Job
 ) -> tuple[int, dict[str, str], bytes]:
     headers = _pass_headers(response.headers)
-    if call.kind != "bedrock" or call.target.spec is None:
-        return response.status_code, headers, body
-    status, translated = BedrockAdapter.translate(
-        response.status_code, {k.lower(): v for k, v in response.headers.items()}, body,
-        spec=call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""))
-    headers["content-type"] = "application/json"
-    return status, headers, json.dumps(translated).encode()
+    status = response.status_code
+    if call.kind == "bedrock" and call.target.spec is not None:
+        status, translated = BedrockAdapter.translate(
+            status, {k.lower(): v for k, v in response.headers.items()}, body,
+            spec=call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""))
+        headers["content-type"] = "application/json"
+        body = json.dumps(translated).encode()
+    if call.responses is not None and status < 300:
+        completion = json.loads(body)
+        job.usage = usage_from_openai(completion)
+        answer = to_responses_object(completion, request=call.responses,
+                                     response_id=new_response_id(), created_at=int(time.time()))
+        headers["content-type"] = "application/json"
+        body = json.dumps(answer).encode()
+    return status, headers, body
 
 
 def _malformed(call: UpstreamCall, status: int, body: bytes) -> bool:

@@ -44,6 +44,7 @@ class ProviderSpec:
     region: str | None = None  # bedrock
     endpoint_url: str | None = None  # bedrock (VPC endpoints, local fakes)
     profile: str | None = None  # bedrock: a named AWS profile
+    responses: bool = False  # openai: speaks the Responses API (/v1/responses) natively
 
     @property
     def forwards_app_key(self) -> bool:
@@ -179,7 +180,8 @@ def parse_providers(raw: Any) -> dict[str, ProviderSpec]:
     return out
 
 
-_OPENAI_KEYS = {"type", "base_url", "api_key"}
+_OPENAI_KEYS = {"type", "base_url", "api_key", "responses"}
+NATIVE_RESPONSES_HOSTS = frozenset({"api.openai.com"})  # `responses:` defaults to true there
 _BEDROCK_KEYS = {"type", "region", "endpoint_url", "profile"}
 
 
@@ -204,7 +206,11 @@ def parse_provider(name: str, raw: Any) -> ProviderSpec:
         return ProviderSpec(name=name, type=kind, api_key="none", region=region,
                             endpoint_url=endpoint, profile=raw.get("profile"))
     base_url = _url(raw.get("base_url"), "base_url").rstrip("/")
-    return ProviderSpec(name=name, type=kind, base_url=base_url, api_key=_api_key(raw))
+    responses = raw.get("responses", urlsplit(base_url).hostname in NATIVE_RESPONSES_HOSTS)
+    if not isinstance(responses, bool):
+        raise FieldError("responses", "must be true or false (does it serve /v1/responses?)")
+    return ProviderSpec(name=name, type=kind, base_url=base_url, api_key=_api_key(raw),
+                        responses=responses)
 
 
 def _url(value: Any, key: str) -> str:
@@ -270,7 +276,8 @@ def _implicit_providers(
     for spec in intercept:
         if spec.provider not in providers:
             url = f"https://{spec.host}" + ("" if spec.port == 443 else f":{spec.port}") + "/v1"
-            out[spec.provider] = ProviderSpec(name=spec.provider, type="openai", base_url=url)
+            out[spec.provider] = ProviderSpec(name=spec.provider, type="openai", base_url=url,
+                                              responses=spec.host in NATIVE_RESPONSES_HOSTS)
     return out
 
 

@@ -37,7 +37,12 @@ class UsageTap:
         return out
 
     def _event(self, event: bytes) -> bytes:
-        if b'"usage"' not in event or not event.startswith(b"data: {"):
+        if b'"usage"' not in event:
+            return event
+        if event.startswith(b"event: response."):  # a native Responses stream
+            self._responses_usage(event)
+            return event
+        if not event.startswith(b"data: {"):
             return event
         try:
             chunk: Any = json.loads(event[6:])
@@ -54,7 +59,21 @@ class UsageTap:
         return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
 
+    def _responses_usage(self, event: bytes) -> None:
+        """``response.completed`` (or incomplete) carries the whole response, usage included."""
+        data = event.partition(b"\ndata: ")[2]
+        try:
+            payload: Any = json.loads(data)
+        except ValueError:
+            return
+        response = payload.get("response") if isinstance(payload, dict) else None
+        usage = usage_from_openai(response) if isinstance(response, dict) else None
+        if usage is not None:
+            self.usage = usage
+
+
 def _event_end(buffer: bytes) -> int:
     """Index just past the first complete event (blank line: LF LF or CRLF CRLF), or -1."""
     ends = [i + len(sep) for sep in (b"\n\n", b"\r\n\r\n") if (i := buffer.find(sep)) >= 0]
     return min(ends) if ends else -1
+

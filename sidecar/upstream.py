@@ -7,14 +7,16 @@ keys, Bedrock signers), so nothing is parsed again per request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sidecar.errors import UnknownModelError
 from sidecar.policy import Target
 from sidecar.providers import openai_compat
 from sidecar.providers.bedrock.adapter import BedrockAdapter
+from sidecar.responses import to_chat_request
 from sidecar.rules import ProviderSpec
 
 # Never forwarded: they describe the app's connection to the sidecar, not the call.
@@ -32,6 +34,7 @@ class UpstreamCall:
     headers: dict[str, str]  # every header to send (lower-case names), Host excluded
     body: bytes
     stream: bool
+    responses: Mapping[str, Any] | None = None  # a Responses request served via chat: translate back
 
 
 class Dispatcher:
@@ -47,11 +50,23 @@ class Dispatcher:
 
     def prepare(
         self, target: Target, *, path: str, headers: Mapping[str, str], raw: bytes,
-        body: dict[str, Any] | None, stream: bool,
+        body: dict[str, Any] | None, stream: bool, api: str = "chat",
     ) -> UpstreamCall:
         """The request for ``target``. ``headers`` are the app's (lower-case names); ``body`` is
-        the parsed chat body (None for other endpoints, whose ``raw`` bytes pass unchanged)."""
+        the parsed chat or Responses body (None for other endpoints, whose ``raw`` bytes pass
+        unchanged). A Responses call goes as it is to a provider that speaks the Responses API,
+        and as chat.completions (translated back by the relay) to any other."""
         provider = self.providers[target.provider]
+        if api == "responses" and body is not None:
+            if provider.type == "openai" and provider.responses:
+                return self._native_responses(target, path=path, headers=headers, body=body,
+                                              stream=stream)
+            chat = to_chat_request(body, model=target.upstream_model)
+            chat_path = path.split("?")[0].removesuffix("/responses") + "/chat/completions"
+            raw = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+            call = self.prepare(target, path=chat_path, headers=headers, raw=raw, body=chat,
+                                stream=stream)
+            return replace(call, responses=body)
         if provider.type == "bedrock":
             return self._bedrock(target, path=path, body=body, stream=stream)
         endpoint = self.endpoints[provider.name]
@@ -62,6 +77,20 @@ class Dispatcher:
                                  or openai_compat.has_router_fields(body)):
             raw = openai_compat.upstream_body(body, model=target.upstream_model,
                                               usage=stream)
+        url = (f"{endpoint.scheme}://{endpoint.host_header}"
+               f"{openai_compat.upstream_path(path, endpoint)}")
+        return UpstreamCall(target, "openai", url, sent, raw, stream)
+
+    def _native_responses(
+        self, target: Target, *, path: str, headers: Mapping[str, str], body: dict[str, Any],
+        stream: bool,
+    ) -> UpstreamCall:
+        provider = self.providers[target.provider]
+        endpoint = self.endpoints[provider.name]
+        drop, add = openai_compat.upstream_headers(headers, provider, self.keys.get(provider.name))
+        sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in drop}
+        sent.update(add)
+        raw = openai_compat.upstream_body(body, model=target.upstream_model)
         url = (f"{endpoint.scheme}://{endpoint.host_header}"
                f"{openai_compat.upstream_path(path, endpoint)}")
         return UpstreamCall(target, "openai", url, sent, raw, stream)

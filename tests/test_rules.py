@@ -147,7 +147,8 @@ def test_the_bundled_rules_file_loads() -> None:
     assert rules.path == str(BUNDLED)
     assert rules.intercept == (InterceptSpec("api.openai.com", 443, "openai"),)
     assert rules.providers["openai"] == ProviderSpec(
-        "openai", "openai", base_url="https://api.openai.com/v1", api_key="from-request")
+        "openai", "openai", base_url="https://api.openai.com/v1", api_key="from-request",
+        responses=True)
     assert rules.providers["bedrock"].region == "us-east-1"
     assert [a.name for a in rules.apps] == ["nightly-summaries", "code-review"]
     assert (rules.defaults.tier, rules.defaults.prefer, rules.shadow) == ("standard", "balanced",

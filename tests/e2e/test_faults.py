@@ -40,7 +40,7 @@ apps:
     routes:
       "*": m-primary
 """
-TIMEOUT = 0.5  # the sidecar's upstream timeout in these tests
+TIMEOUT = 2.0  # the sidecar's upstream timeout in these tests (hangs wait this long)
 
 
 @pytest.fixture
