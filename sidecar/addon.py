@@ -628,6 +628,9 @@ def add_router_headers(headers: http.Headers, state: FlowState) -> None:
     headers["x-model-router-overhead-ms"] = f"{state.overhead_ms:.2f}"
     if "x-model-router-fallbacks" not in headers:
         headers["x-model-router-fallbacks"] = "0"
+    if decision.auto is not None:
+        headers["x-model-router-auto-tier"] = decision.auto.tier
+        headers["x-model-router-auto-score"] = f"{decision.auto.score:g}"
     if state.shadow:
         headers["x-model-router-shadow-model"] = decision.target.name
         headers["x-model-router-shadow-provider"] = decision.target.provider

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.catalog import TIERS, Catalog, ModelSpec
+from sidecar.catalog import REQUESTABLE_TIERS, TIERS, Catalog, ModelSpec
 from sidecar.facts import LISTENERS, PREFERS, RequestFacts
 from sidecar.yamlfile import FieldError, key_name, key_step, unknown_keys
 
@@ -253,8 +253,8 @@ def parse_route(
     prefer, tier = value.get("prefer"), value.get("tier")
     if prefer is not None and prefer not in PREFERS:
         raise FieldError("prefer", f"{prefer!r} is not one of: {', '.join(PREFERS)}")
-    if tier is not None and tier not in TIERS:
-        raise FieldError("tier", f"{tier!r} is not one of: {', '.join(TIERS)}")
+    if tier is not None and tier not in REQUESTABLE_TIERS:
+        raise FieldError("tier", f"{tier!r} is not one of: {', '.join(REQUESTABLE_TIERS)}")
     if model in TIERS:
         model, tier = AUTO, tier or model
     fallbacks = _fallbacks(value.get("fallbacks"), catalog, providers)

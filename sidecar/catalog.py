@@ -19,6 +19,8 @@ from sidecar.errors import ConfigError
 from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
 
 TIERS = ("economy", "standard", "premium")
+AUTO_TIER = "auto"  # chosen per request from the conversation (sidecar.autotier)
+REQUESTABLE_TIERS = (*TIERS, AUTO_TIER)
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "reasoning"})
 BUILTIN_CATALOG = "catalog.yaml"
 

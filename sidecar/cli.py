@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from sidecar import report
+from sidecar import autotier_eval, report
 from sidecar.addon import Sidecar, intercept_patterns
 from sidecar.catalog_import import import_litellm
 from sidecar.errors import SidecarError, error_body
@@ -467,6 +467,12 @@ def parser() -> argparse.ArgumentParser:
                           "rules.yaml as `catalog: FILE`")
     imp.add_argument("--rules", default=os.environ.get("MODEL_ROUTER_RULES", "rules.yaml"))
     imp.set_defaults(func=cmd_catalog_import)
+
+    evaluate = sub.add_parser("eval-tiers", help="evaluate tier auto on the labelled set: "
+                              "accuracy, confusion matrix, tier shares, cost vs all-premium",
+                              add_help=False)
+    evaluate.add_argument("args", nargs=argparse.REMAINDER)
+    evaluate.set_defaults(func=lambda a: autotier_eval.main(a.args))
 
     env = sub.add_parser("env", help="print the variables an app needs to use the sidecar")
     env.add_argument("--app", help="the app name to put in the proxy URL (match: proxy_user)")

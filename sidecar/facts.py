@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.catalog import TIERS
+from sidecar.catalog import REQUESTABLE_TIERS
 from sidecar.errors import BadRequestBodyError, UnsupportedParameterError
 
 PREFERS = ("cheap", "fast", "balanced", "quality", "coding")
@@ -42,6 +42,7 @@ class RequestFacts:
     tier: str | None = None
     stream: bool = False
     needs: frozenset[str] = frozenset()  # capabilities: tools, vision, json_schema
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # for tier auto
     prompt_tokens: int = 0  # an estimate
     max_tokens: int | None = None
 
@@ -97,9 +98,9 @@ def read_intent(body: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
             f"Invalid value for 'prefer': {prefer!r}. Allowed values: {', '.join(PREFERS)}.",
             param="prefer", code="invalid_value",
         )
-    if tier is not None and tier not in TIERS:
+    if tier is not None and tier not in REQUESTABLE_TIERS:
         raise UnsupportedParameterError(
-            f"Invalid value for 'tier': {tier!r}. Allowed values: {', '.join(TIERS)}.",
+            f"Invalid value for 'tier': {tier!r}. Allowed values: {', '.join(REQUESTABLE_TIERS)}.",
             param="tier", code="invalid_value",
         )
     return model.strip(), prefer, tier
@@ -111,7 +112,7 @@ def facts_from_chat(body: Mapping[str, Any], **client: Any) -> RequestFacts:
     max_tokens = read_max_tokens(body)
     return RequestFacts(
         model=model, prefer=prefer, tier=tier, stream=body.get("stream") is True,
-        needs=chat_needs(body), prompt_tokens=estimate_prompt_tokens(body),
+        needs=chat_needs(body), prompt_tokens=estimate_prompt_tokens(body), body=body,
         max_tokens=max_tokens, **client,
     )
 
@@ -204,5 +205,15 @@ def facts_from_responses(body: Mapping[str, Any], **client: Any) -> RequestFacts
     return RequestFacts(
         model=model, prefer=prefer, tier=tier, stream=body.get("stream") is True,
         needs=frozenset(needs), prompt_tokens=len(text) // CHARS_PER_TOKEN, max_tokens=limit,
-        **client,
+        body=_as_chat(body), **client,
     )
+
+
+def _as_chat(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Responses body as the chat body the auto-tier scorer reads (best effort)."""
+    from sidecar.responses import to_chat_request
+
+    try:
+        return to_chat_request(body, model=str(body.get("model")))
+    except ValueError:  # also SidecarError subclasses raised for native-only features
+        return {"messages": [{"role": "user", "content": str(body.get("input", ""))}]}

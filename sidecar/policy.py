@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sidecar.apps import AUTO, PASSTHROUGH, AppSpec, RouteSpec, choose_app
-from sidecar.catalog import TIERS, ModelSpec
+from sidecar.autotier import TierScore, score_request
+from sidecar.catalog import AUTO_TIER, TIERS, ModelSpec
 from sidecar.errors import NoEligibleModelError, NoRouteError, UnknownModelError
 from sidecar.facts import RequestFacts
 from sidecar.latency import LatencyEstimate, LatencyTracker
@@ -85,6 +86,7 @@ class RouteDecision:
     candidates: tuple[Candidate, ...] = ()  # ranked, best first (auto only)
     excluded: tuple[Exclusion, ...] = ()
     shadow: bool = False
+    auto: TierScore | None = None  # tier auto: the conversation's score and the tier it chose
 
     @property
     def target(self) -> Target:
@@ -94,7 +96,8 @@ class RouteDecision:
     def reason(self) -> str:
         """Short, for the x-model-router-reason header."""
         if self.kind == AUTO:
-            return f"auto prefer={self.prefer} tier={self.tier or 'any'}"
+            tier = f"auto:{self.tier}" if self.auto else self.tier or "any"
+            return f"auto prefer={self.prefer} tier={tier}"
         return self.kind
 
 
@@ -131,6 +134,10 @@ def choose_route(
         plan, excluded = _pinned(route, facts, rules, health)
         return RouteDecision(kind="pin", rule=route.where, plan=plan, excluded=excluded, **base)
     prefer, tier = _intent(route, facts, rules, model_tier)
+    auto = None
+    if tier == AUTO_TIER:
+        auto = score_request(facts.body or {}, rules.defaults.auto_tier)
+        tier = auto.tier
     candidates, excluded = _eligible(facts, rules, latency, health, tier=tier)
     ranked = _rank(candidates, prefer)
     if prefer == "fast" and rng is not None and rng.random() < explore_rate:
@@ -139,7 +146,7 @@ def choose_route(
         raise _nothing_eligible(excluded, f"tier {tier}" if tier else "the catalog")
     plan = _auto_plan(ranked, route, facts, rules, health)
     return RouteDecision(kind=AUTO, rule=route.where, plan=plan, prefer=prefer, tier=tier,
-                         candidates=tuple(ranked), excluded=tuple(excluded), **base)
+                         candidates=tuple(ranked), excluded=tuple(excluded), auto=auto, **base)
 
 
 def _no_intent_for(model: str, spec: ModelSpec | None) -> UnknownModelError:

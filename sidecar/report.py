@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sidecar.apps import DEFAULT_APP
+from sidecar.autotier import BASE as BASE_SCORE
+from sidecar.autotier import WEIGHTS
 from sidecar.catalog import ModelSpec
 from sidecar.errors import SidecarError
 from sidecar.facts import facts_from_chat
@@ -134,6 +136,13 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
         f"expected output tokens, needs: {', '.join(sorted(facts.needs)) or 'nothing special'}",
         "plan: " + " -> ".join(f"{t.name} ({t.provider})" for t in decision.plan),
     ]
+    if decision.auto is not None:
+        out += ["", f"tier auto: score {decision.auto.score:g}/100 -> {decision.auto.tier} "
+                f"(thresholds: standard >= {rules.defaults.auto_tier.standard:g}, premium >= "
+                f"{rules.defaults.auto_tier.premium:g}; base {BASE_SCORE:g})",
+                table(["feature", "points", "what it measures"],
+                      [[name, f"{points:+g}", WEIGHTS[name].doc if name in WEIGHTS else ""]
+                       for name, points in decision.auto.contributions])]
     if decision.candidates:
         rows = [[i + 1, c.spec.name, c.spec.tier, c.spec.provider, f"{c.cost:.6f}",
                  f"{c.latency.seconds:.2f}" + ("" if c.latency.observed else " (prior)"),

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from sidecar.apps import AppSpec, parse_apps
+from sidecar.autotier import DEFAULT_THRESHOLDS, Thresholds
 from sidecar.catalog import (
-    TIERS,
+    REQUESTABLE_TIERS,
     Catalog,
     ModelSpec,
     load_builtin_catalog,
@@ -70,8 +71,9 @@ class InterceptSpec:
 
 @dataclass(frozen=True, slots=True)
 class DefaultsSpec:
-    tier: str = "standard"
+    tier: str = "standard"  # or "auto": chosen per request from the conversation
     prefer: str = "balanced"
+    auto_tier: Thresholds = DEFAULT_THRESHOLDS  # where tier auto's 0-100 score changes tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,16 +296,35 @@ def _check_model_providers(
 def parse_defaults(raw: Any) -> DefaultsSpec:
     if not isinstance(raw, Mapping):
         raise FieldError("defaults", "must be a mapping like {tier: standard, prefer: balanced}")
-    unknown = unknown_keys(raw, ("tier", "prefer"))
+    unknown = unknown_keys(raw, ("tier", "prefer", "auto_tier"))
     if unknown:
-        raise FieldError(f"defaults{key_step(unknown[0])}", "unknown key; allowed: prefer, tier")
+        raise FieldError(f"defaults{key_step(unknown[0])}",
+                         "unknown key; allowed: auto_tier, prefer, tier")
     tier = raw.get("tier", "standard")
     prefer = raw.get("prefer", "balanced")
-    if tier not in TIERS:
-        raise FieldError("defaults.tier", f"{tier!r} is not one of: {', '.join(TIERS)}")
+    if tier not in REQUESTABLE_TIERS:
+        raise FieldError("defaults.tier",
+                         f"{tier!r} is not one of: {', '.join(REQUESTABLE_TIERS)}")
     if prefer not in PREFERS:
         raise FieldError("defaults.prefer", f"{prefer!r} is not one of: {', '.join(PREFERS)}")
-    return DefaultsSpec(tier=tier, prefer=prefer)
+    return DefaultsSpec(tier=tier, prefer=prefer, auto_tier=_thresholds(raw.get("auto_tier")))
+
+
+def _thresholds(raw: Any) -> Thresholds:
+    if raw is None:
+        return DEFAULT_THRESHOLDS
+    if not isinstance(raw, Mapping):
+        raise FieldError("defaults.auto_tier", "must be a mapping like {standard: 35, premium: 60}")
+    unknown = unknown_keys(raw, ("standard", "premium"))
+    if unknown:
+        raise FieldError(f"defaults.auto_tier{key_step(unknown[0])}",
+                         "unknown key; allowed: premium, standard")
+    values = {k: raw.get(k, getattr(DEFAULT_THRESHOLDS, k)) for k in ("standard", "premium")}
+    try:
+        return Thresholds(**values)
+    except ValueError as e:
+        bad = "premium" if "premium" in str(e).split("must")[0] else "standard"
+        raise FieldError(f"defaults.auto_tier.{bad}", str(e).split(" ", 1)[1]) from None
 
 
 def _bool(raw: Mapping[str, Any], key: str) -> bool:

@@ -69,7 +69,7 @@ def refused(apps: str) -> str:
      "r.yaml:7: apps[0].routes.gpt-4o.prefer",
      "'cheapest' is not one of: cheap, fast, balanced, quality, coding"),
     ("  - name: a\n    routes:\n      gpt-4o:\n        tier: gold\n",
-     "r.yaml:7: apps[0].routes.gpt-4o.tier", "'gold' is not one of: economy, standard, premium"),
+     "r.yaml:7: apps[0].routes.gpt-4o.tier", "'gold' is not one of: economy, standard, premium, auto"),
     ("  - name: a\n    routes:\n      gpt-4o:\n        priority: 1\n",
      "r.yaml:7: apps[0].routes.gpt-4o.priority", "unknown key; allowed: fallbacks, model, prefer, "
      "tier"),

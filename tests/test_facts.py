@@ -64,8 +64,8 @@ def test_a_missing_model(body: dict[str, Any]) -> None:
     ({"model": "auto", "prefer": ""}, "prefer", "Invalid value for 'prefer': ''."),
     ({"model": "auto", "prefer": ["cheap"]}, "prefer", "Invalid value for 'prefer': ['cheap']."),
     ({"model": "auto", "tier": "gold"}, "tier",
-     "Invalid value for 'tier': 'gold'. Allowed values: economy, standard, premium."),
-    ({"model": "auto", "tier": "auto"}, "tier", "Invalid value for 'tier': 'auto'."),
+     "Invalid value for 'tier': 'gold'. Allowed values: economy, standard, premium, auto."),
+    ({"model": "auto", "tier": "Auto"}, "tier", "Invalid value for 'tier': 'Auto'."),
 ])
 def test_bad_intent(body: dict[str, Any], param: str, message: str) -> None:
     with pytest.raises(UnsupportedParameterError) as info:

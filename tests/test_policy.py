@@ -364,3 +364,30 @@ def test_the_app_is_matched_unless_given() -> None:
     given = choose_route(RequestFacts(model="gpt-4o"), app_rules, LatencyTracker(),
                          app=app_rules.apps[0])
     assert (given.app, given.tier) == ("a", "economy")
+
+
+HARD = {"messages": [
+    {"role": "system", "content": "You are a senior distributed-systems architect."},
+    {"role": "user", "content": "Prove that this consensus protocol is safe under network "
+     "partitions, find the root cause of the split-brain we saw, and analyze the trade-offs of "
+     "three fixes step by step."}]}
+EASY = {"messages": [{"role": "user", "content": "hi there!"}]}
+
+
+@pytest.mark.parametrize("body, tier", [(EASY, "economy"), (HARD, "premium")])
+def test_tier_auto_reads_the_conversation(body: dict[str, Any], tier: str) -> None:
+    decision = route(tier="auto", prefer="quality", body=body)
+    assert decision.auto is not None and decision.auto.tier == tier == decision.tier
+    assert decision.reason == f"auto prefer=quality tier=auto:{tier}"
+    assert all(t.spec is not None and t.spec.tier == tier for t in decision.plan)
+
+
+def test_tier_auto_thresholds_come_from_the_rules() -> None:
+    lenient = rules("defaults: {tier: auto, prefer: quality, auto_tier: {standard: 0, "
+                    "premium: 1}}\n")
+    decision = route(body=EASY, rules=lenient)  # no tier anywhere: the defaults say auto
+    assert decision.auto is not None and decision.tier == "premium"
+
+
+def test_a_pinned_or_explicit_tier_is_never_auto_scored() -> None:
+    assert route(tier="economy", body=HARD).auto is None

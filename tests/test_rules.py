@@ -94,11 +94,11 @@ def refused(text: str) -> str:
     # defaults
     ("defaults: [standard]\n", "r.yaml:1: defaults", "must be a mapping like {tier: standard"),
     ("defaults:\n  prefer: cheap\n  tier: gold\n", "r.yaml:3: defaults.tier",
-     "'gold' is not one of: economy, standard, premium"),
+     "'gold' is not one of: economy, standard, premium, auto"),
     ("defaults:\n  prefer: cheapest\n", "r.yaml:2: defaults.prefer",
      "'cheapest' is not one of: cheap, fast, balanced, quality, coding"),
     ("defaults:\n  speed: fast\n", "r.yaml:2: defaults.speed",
-     "unknown key; allowed: prefer, tier"),
+     "unknown key; allowed: auto_tier, prefer, tier"),
 ])
 def test_broken_rules_files(text: str, where: str, message: str) -> None:
     error = refused(text)
@@ -119,7 +119,7 @@ def test_config_error_carries_path_line_key() -> None:
         parse("version: 1\ndefaults:\n  tier: gold\n")
     assert (info.value.path, info.value.line, info.value.key) == ("r.yaml", 3, "defaults.tier")
     assert str(info.value) == ("r.yaml:3: defaults.tier: 'gold' is not one of: economy, "
-                               "standard, premium")
+                               "standard, premium, auto")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -248,3 +248,20 @@ def test_provider_keys_resolve_from_the_environment_only() -> None:
     assert p["gemini"].resolve_key(env) == "sk-gem-secret"
     assert p["openai"].resolve_key(env) is None and p["openai"].forwards_app_key
     assert p["local"].resolve_key(env) is None and not p["local"].forwards_app_key
+
+
+@pytest.mark.parametrize("text, message", [
+    ("defaults: {tier: auto, auto_tier: {standard: 70, premium: 40}}\n",
+     "r.yaml:1: defaults.auto_tier.standard"),
+    ("defaults: {auto_tier: {premium: 101}}\n", "r.yaml:1: defaults.auto_tier.premium"),
+    ("defaults: {auto_tier: {hard: 80}}\n", "r.yaml:1: defaults.auto_tier.hard: unknown key"),
+    ("defaults: {auto_tier: 50}\n", "r.yaml:1: defaults.auto_tier: must be a mapping"),
+])
+def test_auto_tier_thresholds_are_validated(text: str, message: str) -> None:
+    assert refused(text).startswith(message)
+
+
+def test_auto_tier_defaults_and_thresholds_load() -> None:
+    rules = parse("defaults: {tier: auto, auto_tier: {standard: 30, premium: 70}}\n")
+    assert rules.defaults.tier == "auto"
+    assert (rules.defaults.auto_tier.standard, rules.defaults.auto_tier.premium) == (30, 70)

@@ -64,6 +64,10 @@ apps:
     shadow: true
     routes:
       gpt-4o: {{model: auto, prefer: cheap}}
+  - name: autotier
+    match: {{header: {{x-app: autotier}}}}
+    routes:
+      "*": {{model: auto, tier: auto, prefer: quality}}
   - name: keyed
     match: {{api_key_sha256: "{keyed_hash}"}}
     routes:

@@ -46,7 +46,7 @@ def assert_openai_error(resp: requests.Response, status: int, code: str, param: 
         (json.dumps({"model": "auto", "prefer": "cheapest", "messages": HELLO}).encode(),
          "invalid_value", "prefer", "cheap, fast, balanced, quality, coding"),
         (json.dumps({"model": "auto", "tier": "gold", "messages": HELLO}).encode(),
-         "invalid_value", "tier", "economy, standard, premium"),
+         "invalid_value", "tier", "economy, standard, premium, auto"),
         (json.dumps({"model": "auto", "max_tokens": -5, "messages": HELLO}).encode(),
          "invalid_value", "max_tokens", "positive integer"),
     ],

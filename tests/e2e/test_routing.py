@@ -300,3 +300,38 @@ def test_fast_learns_from_observed_latency(sidecar, up1, monkeypatch):
     # EWMA of ~0 and 0.12 s/token is ~0.024 s/token: 500 tokens ~12 s, m-balanced's prior ~7 s
     assert after.model == "balanced-model"
     assert sidecar.addon.latency.snapshot()["m-fast"]["samples"] == 2
+
+
+def test_tier_auto_sends_a_greeting_to_economy(sidecar, up1, up2, monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, default_headers={"x-app": "autotier"})
+    completion, headers = chat(client, model="gpt-4o")  # HELLO: "Say hello."
+    assert headers["x-model-router-auto-tier"] == "economy"
+    assert float(headers["x-model-router-auto-score"]) < 35
+    assert completion.model == "eco-good-v2"  # the best-quality economy model
+    assert headers["x-model-router-reason"] == "auto prefer=quality tier=auto:economy"
+
+
+def test_tier_auto_keeps_a_multi_file_refactoring_with_tools_on_premium(sidecar, up1,
+                                                                        monkeypatch):
+    client = proxied_client(sidecar, monkeypatch, default_headers={"x-app": "autotier"})
+    tools = [{"type": "function", "function": {
+        "name": name, "description": what,
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}
+        for name, what in (("read_file", "Read a file from the repository"),
+                           ("write_file", "Write a file in the repository"),
+                           ("run_tests", "Run the test suite and return failures"))]
+    code = "\n".join(f"def handler_{i}(request):\n    return legacy_call(request, {i})"
+                     for i in range(40))
+    messages = [
+        {"role": "system", "content": "You are a senior software architect working in a large "
+                                      "Python monorepo."},
+        {"role": "user", "content": "Refactor the payment module across billing/api.py, "
+                                    "billing/models.py and billing/tasks.py: replace legacy_call "
+                                    "with the new async client, keep the public API, update the "
+                                    "tests, and explain the trade-offs of the migration.\n"
+                                    f"```python\n{code}\n```"}]
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages,
+                                                           tools=tools)
+    assert raw.headers["x-model-router-auto-tier"] == "premium"
+    assert float(raw.headers["x-model-router-auto-score"]) >= 60
+    assert raw.parse().model == "smart-model"
