@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.catalog import REQUESTABLE_TIERS
-from sidecar.errors import BadRequestBodyError, UnsupportedParameterError
+from sidecar.errors import BadRequestBodyError, SidecarError, UnsupportedParameterError
 
 PREFERS = ("cheap", "fast", "balanced", "quality", "coding")
 LISTENERS = ("proxy", "reverse", "transparent")
@@ -215,5 +215,5 @@ def _as_chat(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
     try:
         return to_chat_request(body, model=str(body.get("model")))
-    except ValueError:  # also SidecarError subclasses raised for native-only features
+    except SidecarError:  # e.g. a native-only feature: score the input text alone
         return {"messages": [{"role": "user", "content": str(body.get("input", ""))}]}

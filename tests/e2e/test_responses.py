@@ -4,6 +4,9 @@ served natively (a Responses fake), by a chat-only provider, and by the fake Bed
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,16 +184,25 @@ def test_a_native_only_feature_on_a_translated_route_is_a_clear_400(sidecar_r, p
     assert native.requests == chat.requests == [] and bedrock.requests == []
 
 
-def test_pydantic_ai_default_openai_model_through_the_proxy(sidecar_r, providers, monkeypatch):
-    """pydantic-ai's `Agent('openai:gpt-4o')` calls /v1/responses; unmodified, via HTTPS_PROXY."""
-    from pydantic_ai import Agent
+PYDANTIC_APP = """
+from pydantic_ai import Agent
 
-    _, chat, _ = providers
-    proxied_client(sidecar_r, monkeypatch, default_headers={"x-app": "chat"})  # sets the env
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-pydantic-app")
-    agent = Agent("openai:gpt-4o")
-    # pydantic-ai has no per-call headers: the default app serves it (passthrough to native).
-    result = agent.run_sync("Say hello.")
-    assert result.output.strip()
+print(Agent("openai:gpt-4o").run_sync("Say hello.").output)
+"""
+
+
+def test_pydantic_ai_default_openai_model_through_the_proxy(sidecar_r, providers):
+    """pydantic-ai's ``Agent('openai:gpt-4o')`` calls /v1/responses: an unmodified app, run as
+    its own process with only HTTPS_PROXY, the CA bundle and its key in the environment."""
     native = providers[0]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
+           "HTTPS_PROXY": sidecar_r.proxy_url, "SSL_CERT_FILE": str(sidecar_r.ca.bundle),
+           "OPENAI_API_KEY": "sk-pydantic-app"}
+    proc = subprocess.run([sys.executable, "-c", PYDANTIC_APP], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip()  # the agent's answer
+    # No per-call headers in pydantic-ai: the default app passes gpt-4o through to the
+    # intercepted host's provider, which speaks the Responses API natively.
     assert len(native.requests) == 1 and native.requests[0].path == "/v1/responses"
+    assert native.requests[0].headers.get("authorization") == "Bearer sk-pydantic-app"
