@@ -1,0 +1,1 @@
+"""The overhead benchmark of issue 6: `python -m bench` (see bench/RESULTS.md)."""

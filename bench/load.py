@@ -1,11 +1,8 @@
 """The load generator: its own process, HTTP/1.1 keep-alive over raw asyncio streams.
 
-    python -m bench.load [--cpu N]      (driven by bench.run: one JSON command per stdin line)
+    python -m bench.load      (driven by bench.run: one JSON command per stdin line)
 
-A target is either direct (plain HTTP to a fake provider) or through a proxy the way an app with
-``HTTPS_PROXY`` reaches it: ``CONNECT api.openai.com:443`` (with the app's name as the proxy
-user), then TLS with SNI ``api.openai.com`` trusting only the sidecar's CA, then requests on that
-connection. Commands (each answered by one JSON line):
+Targets are described in ``bench.client``. Commands (each answered by one JSON line):
 
 * ``load``: ``conc`` connections send requests back to back for ``warmup`` + ``seconds``; the
   requests that started after the warm-up are measured (req/s, p50/p99 latency).
@@ -23,143 +20,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import resource
-import ssl
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-TIMEOUT = 30.0
-now = time.perf_counter
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-def proc_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system, all threads) that ``pid`` has used so far."""
-    if not pid:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-@dataclass
-class Reply:
-    status: int
-    first: float  # perf_counter() when the first body byte had arrived
-    end: float
-    body: bytes
-    close: bool
-
-
-class Target:
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.host, self.port = spec["host"], spec["port"]
-        self.tunnel: dict[str, Any] | None = spec.get("tunnel")
-        self.expect = spec["expect"].encode()
-        body = spec["body"].encode()
-        self.request = (f"POST {spec['path']} HTTP/1.1\r\nhost: {spec['host_header']}\r\n"
-                        "content-type: application/json\r\nauthorization: Bearer sk-bench-app\r\n"
-                        "user-agent: model-router-bench/1\r\n"
-                        f"content-length: {len(body)}\r\n\r\n").encode() + body
-        self.ssl: ssl.SSLContext | None = None
-        if self.tunnel:
-            self.ssl = ssl.create_default_context(cafile=self.tunnel["ca"])
-            self.ssl.set_alpn_protocols(["http/1.1"])
-
-    async def connect(self) -> Conn:
-        reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
-        if self.tunnel:
-            sni, user = self.tunnel["sni"], self.tunnel.get("user")
-            auth = ""
-            if user:
-                auth = f"proxy-authorization: Basic {base64.b64encode(f'{user}:'.encode()).decode()}\r\n"
-            writer.write(f"CONNECT {sni}:443 HTTP/1.1\r\nhost: {sni}:443\r\n{auth}\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise ConnectionError(f"CONNECT refused: {head[:60]!r}")
-            await writer.start_tls(self.ssl, server_hostname=sni)  # type: ignore[arg-type]
-        return reader, writer
-
-    def ok(self, reply: Reply) -> bool:
-        return reply.status == 200 and self.expect in reply.body
-
-
-async def read_reply(reader: asyncio.StreamReader, started: float) -> Reply:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    lower = head.lower()
-    close = b"\r\nconnection: close" in lower
-    if b"\r\ntransfer-encoding: chunked" in lower:
-        parts: list[bytes] = []
-        first = 0.0
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":
-                    pass
-                break
-            parts.append((await reader.readexactly(size + 2))[:-2])
-            first = first or now()
-        return Reply(status, first or now(), now(), b"".join(parts), close)
-    at = lower.find(b"\r\ncontent-length:")
-    length = int(lower[at + 17:].split(b"\r\n", 1)[0]) if at >= 0 else 0
-    body = await reader.readexactly(length) if length else b""
-    end = now()
-    return Reply(status, end, end, body, close)
-
-
-async def exchange(conn: Conn, target: Target) -> tuple[Reply, float]:
-    started = now()
-    conn[1].write(target.request)
-    async with asyncio.timeout(TIMEOUT):
-        return await read_reply(conn[0], started), started
-
-
-def close(conn: Conn | None) -> None:
-    if conn is not None:
-        conn[1].transport.abort()
-
-
-class Window:
-    """CPU of the proxy and of this process over the measured window."""
-
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.proxy0 = self.own0 = self.t0 = 0.0
-
-    def start(self) -> None:
-        self.proxy0, self.own0, self.t0 = proc_cpu(self.pid), time.process_time(), now()
-
-    def stop(self, requests: int) -> dict[str, float | None]:
-        proxy, own, wall = (proc_cpu(self.pid) - self.proxy0, time.process_time() - self.own0,
-                            now() - self.t0)
-        per = (lambda s: s * 1000 / requests if requests else None)
-        return {"proxy_cpu_ms_per_req": per(proxy) if self.pid else None,
-                "client_cpu_ms_per_req": per(own), "proxy_cpu_util": proxy / wall if wall else None,
-                "client_cpu_util": own / wall if wall else None}
+from bench.client import TIMEOUT, Conn, Target, Window, close, exchange, now, percentile, read_reply
 
 
 async def op_load(t: Target, conc: int, seconds: float, warmup: float,
-                  cpu_pid: int | None = None) -> dict[str, Any]:
+                  cpu_pid: int | None = None, others: list[int] | None = None) -> dict[str, Any]:
     conns: list[Conn | None] = list(await asyncio.gather(*(t.connect() for _ in range(conc))))
-    window = Window(cpu_pid)
+    window = Window(cpu_pid, others or [])
     t_start = now()
     warm_end, end = t_start + warmup, t_start + warmup + seconds
     latencies: list[float] = []
@@ -201,9 +75,9 @@ async def op_load(t: Target, conc: int, seconds: float, warmup: float,
 
 
 async def op_stream(t: Target, count: int, seconds: float, warmup: int,
-                    cpu_pid: int | None = None) -> dict[str, Any]:
+                    cpu_pid: int | None = None, others: list[int] | None = None) -> dict[str, Any]:
     conn: Conn | None = None
-    window = Window(cpu_pid)
+    window = Window(cpu_pid, others or [])
     ttfb: list[float] = []
     ttlb: list[float] = []
     errors = done = 0
@@ -311,11 +185,7 @@ async def dispatch(cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu", type=int, default=None)
-    args = parser.parse_args()
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     raise_fd_limit()
     answer({"pid": os.getpid()})
     for line in sys.stdin:

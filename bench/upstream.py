@@ -1,6 +1,6 @@
 """The benchmark's fake providers: a FAST OpenAI-compatible upstream and a fake Bedrock Runtime.
 
-    python -m bench.upstream [--cpu N]
+    python -m bench.upstream
 
 One process, plain ``asyncio.Protocol`` (no streams layer, no uvloop), two loopback listeners:
 
@@ -14,6 +14,8 @@ One process, plain ``asyncio.Protocol`` (no streams layer, no uvloop), two loopb
   own fake (``tests.fakes.bedrock``). Signatures are NOT verified here (the test fake does that;
   this one must not be the bottleneck).
 * ``GET /_bench/stats``: requests served and streams currently held.
+* ``GET /_bench/pace?ms=N``: wait N ms between stream events from now on (0: a burst, where
+  the events only yield to the event loop in between; real models pace their tokens).
 
 Every answer is pre-encoded at start-up, so a request costs a header scan and one write.
 Prints one JSON line ``{"openai": PORT, "bedrock": PORT, "pid": PID}`` once listening.
@@ -105,12 +107,21 @@ class State:
         self.release = asyncio.Event()
         self.requests = 0
         self.held = 0
+        self.gap = 0.0  # seconds between stream events
         self.openai_frames = chunked(openai_chunks())
         self.bedrock_frames = chunked(BEDROCK_FRAMES)
 
     def stats(self) -> bytes:
         body = json.dumps({"requests": self.requests, "held": self.held}).encode()
         return _whole(200, "application/json", body)
+
+    def control(self, path: bytes) -> bytes:
+        if path.startswith(b"/_bench/pace?ms="):
+            self.gap = float(path.split(b"=", 1)[1]) / 1000
+            return _whole(200, "application/json", b'{"gap_ms":%g}' % (self.gap * 1000))
+        if path == b"/_bench/release":
+            return self.do_release()
+        return self.stats()
 
     def do_release(self) -> bytes:
         old, self.release = self.release, asyncio.Event()
@@ -162,8 +173,7 @@ class Conn(asyncio.Protocol):
     def answer(self, path: bytes, body: bytes) -> Coroutine[Any, Any, None] | None:
         assert self.transport is not None
         if path.startswith(b"/_bench/"):
-            what = self.state.stats() if path == b"/_bench/stats" else self.state.do_release()
-            self.transport.write(what)
+            self.transport.write(self.state.control(path))
         elif self.kind == "openai" and path.endswith(b"/chat/completions"):
             if b'"stream":true' in body or b'"stream": true' in body:
                 return self.stream(OPENAI_STREAM_HEAD, self.state.openai_frames,
@@ -197,7 +207,7 @@ class Conn(asyncio.Protocol):
                     finally:
                         state.held -= 1
                 else:
-                    await asyncio.sleep(0)  # a producer yields between events
+                    await asyncio.sleep(state.gap)  # a producer yields between events
             if not t.is_closing():
                 t.write(b"0\r\n\r\n")
         finally:
@@ -224,12 +234,9 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu", type=int, default=None)
     parser.add_argument("--backlog", type=int, default=1024)
     parser.add_argument("--max-seconds", type=float, default=1800)
     ns = parser.parse_args()
-    if ns.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {ns.cpu})
     try:
         asyncio.run(main(ns))
     except KeyboardInterrupt:
