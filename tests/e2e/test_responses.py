@@ -50,6 +50,14 @@ apps:
     match: {{header: {{x-app: native}}}}
     routes:
       "*": m-native
+  - name: agent-on-chat
+    match: {{proxy_user: agent-chat}}
+    routes:
+      "*": m-chat
+  - name: agent-on-bedrock
+    match: {{proxy_user: agent-bedrock}}
+    routes:
+      "*": b-chat
 """
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -191,18 +199,38 @@ print(Agent("openai:gpt-4o").run_sync("Say hello.").output)
 """
 
 
-def test_pydantic_ai_default_openai_model_through_the_proxy(sidecar_r, providers):
+@pytest.mark.parametrize("user, backend", [("", "native"), ("agent-chat", "chat"),
+                                           ("agent-bedrock", "bedrock")])
+def test_pydantic_ai_default_openai_model_through_the_proxy(sidecar_r, providers, user, backend):
     """pydantic-ai's ``Agent('openai:gpt-4o')`` calls /v1/responses: an unmodified app, run as
-    its own process with only HTTPS_PROXY, the CA bundle and its key in the environment."""
-    native = providers[0]
+    its own process with only HTTPS_PROXY (naming the app), the CA bundle and its key."""
+    native, chat, bedrock = providers
+    if backend == "bedrock":
+        bedrock.push(fb.text_response("Hello from Bedrock."))
+    port = sidecar_r.port("regular")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
-           "HTTPS_PROXY": sidecar_r.proxy_url, "SSL_CERT_FILE": str(sidecar_r.ca.bundle),
-           "OPENAI_API_KEY": "sk-pydantic-app"}
+           "HTTPS_PROXY": f"http://{user + ':@' if user else ''}127.0.0.1:{port}",
+           "SSL_CERT_FILE": str(sidecar_r.ca.bundle), "OPENAI_API_KEY": "sk-pydantic-app"}
     proc = subprocess.run([sys.executable, "-c", PYDANTIC_APP], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip()  # the agent's answer
-    # No per-call headers in pydantic-ai: the default app passes gpt-4o through to the
-    # intercepted host's provider, which speaks the Responses API natively.
-    assert len(native.requests) == 1 and native.requests[0].path == "/v1/responses"
-    assert native.requests[0].headers.get("authorization") == "Bearer sk-pydantic-app"
+    served = {"native": native.requests, "chat": chat.requests, "bedrock": bedrock.requests}
+    assert [name for name, calls in served.items() if calls] == [backend]
+    if backend == "native":  # the default app: passthrough to the intercepted host's provider
+        assert served["native"][0].path == "/v1/responses"
+        assert served["native"][0].headers.get("authorization") == "Bearer sk-pydantic-app"
+    elif backend == "chat":
+        assert served["chat"][0].path == "/v1/chat/completions"
+        assert proc.stdout.strip() == "chatonly says hi to chat-model"
+    else:
+        assert proc.stdout.strip() == "Hello from Bedrock."
+
+
+def test_native_stream_passes_through(sidecar_r, providers, monkeypatch):
+    native, _, _ = providers
+    client = client_for(sidecar_r, monkeypatch, "native")
+    events = list(client.responses.create(model="gpt-4o", input="Say hello.", stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text and text == events[-1].response.output_text
+    assert native.requests[0].json["model"] == "native-model"
