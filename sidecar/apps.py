@@ -31,43 +31,70 @@ PASSTHROUGH = "passthrough"
 @dataclass(frozen=True, slots=True)
 class MatchSpec:
     proxy_user: str | None = None
-    client: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    client: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # see Network
     header: tuple[tuple[str, str], ...] = ()  # (lower-case name, value glob)
     api_key_sha256: str | None = None  # a hex prefix
     listen: str | None = None
     user_agent: str | None = None  # glob
 
-    def matches(self, facts: RequestFacts) -> bool:
+    def matches(self, facts: RequestFacts, probe: Probe | None = None) -> bool:
+        """Whether every key given holds. ``probe`` carries what is derived from the call once
+        (its parsed address, its key's hash) across all the apps tried."""
+        probe = probe or Probe(facts)
         if self.proxy_user is not None and facts.proxy_user != self.proxy_user:
             return False
         if self.listen is not None and facts.listener != self.listen:
             return False
-        if self.client and not _in_networks(facts.client_ip, self.client):
+        if self.client and not probe.in_networks(self.client):
             return False
-        if self.api_key_sha256 is not None and not (
-            facts.api_key_sha256 or ""
-        ).startswith(self.api_key_sha256):
+        if self.api_key_sha256 is not None and not probe.key_hash().startswith(
+                self.api_key_sha256):
             return False
         if self.user_agent is not None and not fnmatch.fnmatchcase(
             facts.user_agent, self.user_agent
         ):
             return False
         return all(
-            fnmatch.fnmatchcase(facts.headers.get(name, ""), glob) and name in facts.headers
+            name in facts.headers and fnmatch.fnmatchcase(facts.headers[name], glob)
             for name, glob in self.header
         )
 
 
-def _in_networks(
-    ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> bool:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Probe:
+    """Per-call values the match keys need, computed at most once per call."""
+
+    __slots__ = ("_addr", "_facts", "_key")
+
+    def __init__(self, facts: RequestFacts) -> None:
+        self._facts = facts
+        self._addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None | bool = False
+        self._key: str | None = None
+
+    def key_hash(self) -> str:
+        if self._key is None:
+            self._key = self._facts.api_key_sha256 or ""
+        return self._key
+
+    def in_networks(self, networks: tuple[Network, ...]) -> bool:
+        if self._addr is False:
+            self._addr = _address(self._facts.client_ip)
+        addr = self._addr
+        if addr is None or isinstance(addr, bool):
+            return False
+        return any(addr.version == net.version and addr in net for net in networks)
+
+
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
-        return False
+        return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == net.version and addr in net for net in networks)
+        return addr.ipv4_mapped
+    return addr
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +126,9 @@ DEFAULT_APP = AppSpec(name="default", match=None)
 
 
 def choose_app(apps: tuple[AppSpec, ...], facts: RequestFacts) -> AppSpec:
+    probe = Probe(facts)
     for app in apps:
-        if app.match is None or app.match.matches(facts):
+        if app.match is None or app.match.matches(facts, probe):
             return app
     return DEFAULT_APP
 
