@@ -55,7 +55,7 @@ class Target:
 class Candidate:
     spec: ModelSpec
     cost: float  # expected USD for this call
-    latency: LatencyEstimate
+    latency: LatencyEstimate | None = None  # only computed when ranking by speed
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,8 @@ def choose_route(
     if tier == AUTO_TIER:
         auto = score_request(facts.body or {}, rules.defaults.auto_tier)
         tier = auto.tier
-    candidates, excluded = _eligible(facts, rules, latency, health, tier=tier)
+    candidates, excluded = _eligible(facts, rules, latency if prefer == "fast" else None,
+                                     health, tier=tier)
     ranked = _rank(candidates, prefer)
     if prefer == "fast" and rng is not None and rng.random() < explore_rate:
         ranked = _explore(ranked, latency, rng)
@@ -204,9 +205,11 @@ def _pinned(
 
 
 def _eligible(
-    facts: RequestFacts, rules: RuleSet, latency: LatencyTracker, health: Health, *,
+    facts: RequestFacts, rules: RuleSet, latency: LatencyTracker | None, health: Health, *,
     tier: str | None,
 ) -> tuple[list[Candidate], list[Exclusion]]:
+    """The models that can serve, with this call's expected cost (and latency, when given a
+    tracker: only ``prefer: fast`` ranks by it)."""
     output = expected_output_tokens(facts)
     candidates, excluded = [], []
     for spec in rules.catalog:
@@ -217,7 +220,7 @@ def _eligible(
             excluded.append(why)
             continue
         cost = spec.expected_cost(facts.prompt_tokens, output)
-        estimate = latency.estimate(spec, stream=facts.stream, output_tokens=output)
+        estimate = latency and latency.estimate(spec, stream=facts.stream, output_tokens=output)
         candidates.append(Candidate(spec, cost, estimate))
     return candidates, excluded
 
@@ -245,9 +248,9 @@ def exclusion(
 
 def _unfit(spec: ModelSpec, facts: RequestFacts) -> str | None:
     """Why ``spec`` could never serve this call (capabilities, context, output limit)."""
-    missing = sorted(facts.needs - spec.supports)
+    missing = facts.needs - spec.supports if facts.needs else None
     if missing:
-        return f"does not support {', '.join(missing)}"
+        return f"does not support {', '.join(sorted(missing))}"
     needed = facts.prompt_tokens + (facts.max_tokens or 0)
     if needed > spec.context:
         return f"needs ~{needed} tokens; context window is {spec.context}"
@@ -269,7 +272,7 @@ def _rank(candidates: list[Candidate], prefer: str) -> list[Candidate]:
         if prefer == "cheap":
             return (c.cost, -(s.quality or 0.0), s.name)
         if prefer == "fast":
-            return (c.latency.seconds, c.cost, s.name)
+            return (c.latency.seconds if c.latency else math.inf, c.cost, s.name)
         if prefer == "quality":
             return (-(s.quality if s.quality is not None else -math.inf), c.cost, s.name)
         if prefer == "coding":

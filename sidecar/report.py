@@ -11,6 +11,7 @@ from sidecar.autotier import WEIGHTS
 from sidecar.catalog import ModelSpec
 from sidecar.errors import SidecarError
 from sidecar.facts import facts_from_chat
+from sidecar.latency import LatencyEstimate
 from sidecar.live import View
 from sidecar.policy import Health, choose_route, expected_output_tokens
 from sidecar.rules import RuleSet
@@ -96,6 +97,10 @@ def render_models(rules: RuleSet, view: View) -> str:
         f"\n\n({view.source})")
 
 
+def _latency(estimate: LatencyEstimate) -> str:
+    return f"{estimate.seconds:.2f}" + ("" if estimate.observed else " (prior)")
+
+
 def _seen(value: float | int | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
@@ -145,7 +150,8 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
                        for name, points in decision.auto.contributions])]
     if decision.candidates:
         rows = [[i + 1, c.spec.name, c.spec.tier, c.spec.provider, f"{c.cost:.6f}",
-                 f"{c.latency.seconds:.2f}" + ("" if c.latency.observed else " (prior)"),
+                 _latency(view.latency.estimate(c.spec, stream=facts.stream,
+                                                output_tokens=expected_output_tokens(facts))),
                  c.spec.quality, c.spec.coding]
                 for i, c in enumerate(decision.candidates)]
         out += ["", f"candidates (ranked by {decision.prefer}):",
