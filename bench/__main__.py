@@ -1,6 +1,6 @@
 """``python -m bench``: the overhead benchmark of issue 6 (see bench/RESULTS.md).
 
-    .venv/bin/python -m bench                 # full run, about 3 minutes
+    .venv/bin/python -m bench                 # full run, ~2.5 min on a quiet machine
     .venv/bin/python -m bench --smoke         # a few seconds per row: checks that it all runs
     .venv/bin/python -m bench --write-md      # also refresh the table in bench/RESULTS.md
 

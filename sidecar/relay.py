@@ -84,7 +84,7 @@ class Relay:
         self._connections: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str = "127.0.0.1") -> int:
-        self._server = await asyncio.start_server(self._serve, host, 0)
+        self._server = await asyncio.start_server(self._serve, host, 0, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -208,6 +208,7 @@ class Relay:
         await out.start(response.status_code, {**headers, SERVED_HEADER: str(index),
                                                FALLBACKS_HEADER: str(len(job.failures))})
         await out.chunks(first)
+        await asyncio.sleep(0)  # let mitmproxy forward the first event before we read on
         ok = await self._pump(chunks, transform, out, job)
         self.on_outcome(Outcome(call.target, ok, "ok" if ok else "stream",
                                 self.clock() - started))
