@@ -133,13 +133,14 @@ def test_streamed_answer_arrives_incrementally_with_usage(client, bedrock):
 
 def test_streamed_bedrock_usage_is_counted_even_when_not_asked(client, bedrock_sidecar,
                                                                 bedrock):
-    from tests.e2e.test_metrics import scrape, value
+    from tests.e2e.test_metrics import scrape_after_stream, value
 
     answer = fb.text_response("counted", token_usage=fb.usage(9, 6, cache_read=3))
     bedrock.push_stream(fb.stream_events(answer))
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
     assert all(c.usage is None for c in chunks)
-    m = scrape(bedrock_sidecar)
+    m = scrape_after_stream(bedrock_sidecar, "sidecar_cost_usd_total", app="legacy",
+                            model="b-chat")
     tokens = {kind: value(m, "sidecar_tokens_total", app="legacy", model="b-chat", kind=kind)
               for kind in ("prompt", "completion", "cached")}
     assert tokens == {"prompt": 12, "completion": 6, "cached": 3}

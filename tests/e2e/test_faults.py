@@ -40,7 +40,7 @@ apps:
     routes:
       "*": m-primary
 """
-TIMEOUT = 2.0  # the sidecar's upstream timeout in these tests (hangs wait this long)
+TIMEOUT = 5.0  # the sidecar's upstream timeout in these tests (hangs wait this long)
 
 
 @pytest.fixture
@@ -103,9 +103,9 @@ def test_a_failing_first_choice_falls_back_before_the_first_byte(
     assert headers["x-model-router-fallbacks"] == "1"
     assert len(primary.requests) == 1 and len(backup.requests) == 1
     assert backup.requests[0].json["model"] == "backup-model"
-    from tests.e2e.test_metrics import scrape, value
+    from tests.e2e.test_metrics import scrape_after_stream, value
 
-    m = scrape(faulty)
+    m = scrape_after_stream(faulty, "sidecar_fallbacks_total", app="default", model="m-primary")
     assert value(m, "sidecar_fallbacks_total", app="default", model="m-primary") == 1
     reason = {"hang": "timeout", "reset": "connect"}.get(
         next(iter(fault)), f"status_{str(fault.get('status', 0))[0]}xx")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 import requests
@@ -27,6 +28,17 @@ def scrape(sidecar) -> dict[tuple[str, frozenset], float]:
 
 def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def scrape_after_stream(sidecar, name: str, **labels: str) -> dict[tuple[str, frozenset], float]:
+    """A stream's call is counted when mitmproxy closes it, a moment after the app has read
+    the last chunk: scrape until ``name{labels}`` shows up (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(sidecar)
+        if value(samples, name, **labels) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.02)
 
 
 def test_counters_tokens_cost_and_savings_after_a_routed_call(sidecar, up2, monkeypatch):
@@ -61,7 +73,8 @@ def test_streamed_usage_is_the_providers_and_hidden_when_not_asked(sidecar, up2,
     [sent] = up2.requests
     assert sent.json["stream_options"] == {"include_usage": True}  # the sidecar asked upstream
 
-    m = scrape(sidecar)
+    m = scrape_after_stream(sidecar, "sidecar_tokens_total", app="summaries", model="m-cheap",
+                            kind="completion")
     reply = "up2 says hi to cheap-model-v1"
     assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
                  kind="completion") == len(reply.split())  # the fake's own count
@@ -74,7 +87,8 @@ def test_streamed_usage_passes_through_when_asked(sidecar, up2, monkeypatch):
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
                                                  stream_options={"include_usage": True}))
     usage = chunks[-1].usage
-    m = scrape(sidecar)
+    m = scrape_after_stream(sidecar, "sidecar_tokens_total", app="summaries", model="m-cheap",
+                            kind="prompt")
     assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
                  kind="prompt") == usage.prompt_tokens
 
