@@ -591,7 +591,9 @@ class LowerHeaders(Mapping[str, str]):
     """A read-only, lower-case-keyed view of mitmproxy headers for the pure core."""
 
     def __init__(self, headers: http.Headers) -> None:
-        self._data = {k.lower(): v for k, v in headers.items()}
+        # From the raw fields: headers.items() re-scans every field per name (quadratic).
+        self._data = {k.decode("latin-1").lower(): v.decode("utf-8", "surrogateescape")
+                      for k, v in headers.fields}
 
     def __getitem__(self, key: str) -> str:
         return self._data[key]

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from sidecar.errors import ConfigError
-from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
+from sidecar.yamlfile import FieldError, key_name, key_step, load_config_yaml, load_yaml, locate, unknown_keys
 
 TIERS = ("economy", "standard", "premium")
 AUTO_TIER = "auto"  # chosen per request from the conversation (sidecar.autotier)
@@ -226,12 +224,7 @@ def load_catalog_overlay(path: str, base: Catalog) -> Catalog:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"cannot read the catalog file: {e.strerror}", path=path) from None
-    try:
-        doc = load_yaml(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(e, 'problem', e)}", path=path,
-                          line=mark.line + 1 if mark is not None else None) from None
+    doc = load_config_yaml(text, path=path)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("models"), list):
         raise ConfigError("a catalog file needs a top-level 'models:' list", path=path)
     try:

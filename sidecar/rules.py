@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from sidecar.apps import AppSpec, parse_apps
 from sidecar.autotier import DEFAULT_THRESHOLDS, Thresholds
 from sidecar.catalog import (
@@ -28,7 +26,7 @@ from sidecar.catalog import (
 )
 from sidecar.errors import ConfigError
 from sidecar.facts import PREFERS
-from sidecar.yamlfile import FieldError, key_name, key_step, load_yaml, locate, unknown_keys
+from sidecar.yamlfile import FieldError, key_name, key_step, load_config_yaml, locate, unknown_keys
 
 PROVIDER_TYPES = ("openai", "bedrock")
 FROM_REQUEST = "from-request"
@@ -104,13 +102,7 @@ def load_rules(path: str | os.PathLike[str], *, catalog: Catalog | None = None) 
 
 
 def parse_rules_text(text: str, *, path: str, catalog: Catalog | None = None) -> RuleSet:
-    try:
-        doc = load_yaml(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"not valid YAML: {problem}", path=path, line=line) from None
+    doc = load_config_yaml(text, path=path)
     try:
         base = _with_overlays(doc, catalog or load_builtin_catalog(), path)
         rules = parse_rules(doc, base)

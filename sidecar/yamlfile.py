@@ -82,6 +82,19 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
 
 
+def load_config_yaml(text: str, *, path: str) -> Any:
+    """Parse a configuration file's YAML; a syntax error is a ConfigError with file and line."""
+    from sidecar.errors import ConfigError
+
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"not valid YAML: {problem}", path=path,
+                          line=mark.line + 1 if mark is not None else None) from None
+
+
 def locate(root: Any, path: str) -> int | None:
     """The line of the deepest node along ``path`` (``apps[1].routes.gpt-4o``) that exists."""
     line = getattr(root, "line", None) or None
