@@ -20,7 +20,6 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from mitmproxy import connection, ctx, exceptions, http
@@ -44,8 +43,9 @@ from sidecar.metrics import Metrics
 from sidecar.policy import EXPLORE_RATE, Health, RouteDecision, Target, choose_route
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
+from sidecar.providers.openai_compat import Endpoint
 from sidecar.proxyauth import load_proxy_auth, proxy_authenticated, proxy_user
-from sidecar.relay import SERVED_HEADER, Job, Outcome, Relay
+from sidecar.relay import SERVED_HEADER, Job, Outcome, Relay, stream_transform, stream_usage
 from sidecar.responses import needs_native, to_chat_request
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
@@ -83,7 +83,9 @@ class FlowState:
     relayed: bool = False  # sent through the relay (fallbacks, streams)
     shadow: bool = False  # decided, but forwarded unchanged
     include_usage: bool = False
-    job: Job | None = None  # the relay's job (streams, fallbacks)
+    job: Job | None = None  # the relay's job (fallbacks, Responses calls)
+    call: UpstreamCall | None = None  # what the fast path sent (a direct stream transcodes it)
+    usage: Usage | None = None  # a direct stream's usage, read on its way through
     ttft: float | None = None
     finished: bool = False
     request_id: str = ""
@@ -297,15 +299,18 @@ class Sidecar:
                     flow.request.headers.get("proxy-authorization", ""), self.proxy_auth):
                 flow.response = proxy_auth_required()  # plain-HTTP requests to the proxy
                 return
-            if not self._intercepted(flow):
-                return
             req = flow.request
+            host = req.pretty_host.lower()
+            if not self._intercepted(flow, host):
+                return
             state = FlowState(started=self.clock(),
-                              original=(req.scheme, req.pretty_host.lower(), req.port, req.path))
+                              original=(req.scheme, host, req.port, req.path))
             flow.metadata["sidecar"] = state
             self.metrics.in_flight.inc()
             self.in_flight += 1
-            req.host = SENTINEL_HOST  # fail closed until `request` has routed the flow
+            # Fail closed until `request` has routed the flow: mitmproxy connects to
+            # (request.host, request.port); the Host header does not matter to it.
+            req.data.host = SENTINEL_HOST
         except Exception:  # noqa: BLE001 - never let mitmproxy forward an unexamined flow
             log.exception("requestheaders failed; answering 502 (fail closed)")
             respond_error(flow, InternalError("The model-router sidecar failed to examine this "
@@ -348,7 +353,11 @@ class Sidecar:
         add_router_headers(response.headers, state)
         if state.facts is None or not state.facts.stream or response.status_code >= 300:
             return  # buffered: the response hook sees (and may translate) the whole body
-        response.stream = StreamTimer(self, state)  # the relay already produced the SSE
+        if state.relayed or state.call is None:
+            response.stream = StreamTimer(self, state)  # the relay already produced the SSE
+        else:
+            response.stream = StreamTimer(self, state, direct_stream(state.call, response,
+                                                                     state.include_usage))
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -362,9 +371,9 @@ class Sidecar:
     def _on_response(self, flow: http.HTTPFlow, state: FlowState, response: http.Response
                      ) -> None:
         add_router_headers(response.headers, state)  # no-op if responseheaders did it
-        usage = state.job.usage if state.job is not None else None
+        usage = state.job.usage if state.job is not None else state.usage
+        direct = state.forwarded and not state.relayed and state.target is not None
         if state.forwarded and not response.stream and state.target is not None:
-            direct = not state.relayed
             if direct and state.provider_type == "bedrock":
                 self._translate_bedrock(flow, state)
                 response = flow.response  # type: ignore[assignment]
@@ -382,8 +391,8 @@ class Sidecar:
             elif status < 300 and flow.request.method == "GET" and (
                     state.original[3].split("?")[0].endswith("/models")):
                 list_intents(response)
-            if direct:
-                self._direct_outcome(state, response.status_code)
+        if direct:
+            self._direct_outcome(state, response.status_code)
         self._finish(state, response.status_code, usage)
 
     def _direct_outcome(self, state: FlowState, status: int) -> None:
@@ -446,20 +455,21 @@ class Sidecar:
                 state.target.provider if state.target else "?")
             log.warning("upstream %s failed: %s", where, flow.error.msg)
             if state.target is not None and not state.relayed:
-                self.record_outcome(Outcome(state.target, False, "connect", 0.0))
+                why = "stream" if flow.response is not None else "connect"
+                self.record_outcome(Outcome(state.target, False, why, 0.0))
         started = flow.response is not None
         self._finish(state, flow.response.status_code if flow.response else 502, None,
                      stream_ok=not started)
 
     # -- routing -------------------------------------------------------------------------------
 
-    def _intercepted(self, flow: http.HTTPFlow) -> bool:
+    def _intercepted(self, flow: http.HTTPFlow, host: str) -> bool:
         rules = self.rules
         if rules is None:
             return False
         if flow.client_conn.proxy_mode.type_name == "reverse":
             return True
-        return rules.intercept_for(flow.request.pretty_host.lower(), flow.request.port) is not None
+        return rules.intercept_for(host, flow.request.port) is not None
 
     def _route(self, flow: http.HTTPFlow, state: FlowState) -> None:
         rules, dispatcher = self.rules, self.dispatcher
@@ -474,7 +484,8 @@ class Sidecar:
             or proxy_user(headers.get("proxy-authorization", "")),
             headers=headers, host=host, port=port, path=path,
         )
-        raw = req.get_content(strict=False) or b""
+        raw = (req.get_content(strict=False) if "content-encoding" in headers
+               else req.raw_content) or b""
         body: dict[str, Any] | None = None
         api = state.api = routed_api(req.method, path)
         if api is not None:
@@ -500,7 +511,9 @@ class Sidecar:
             return dispatcher.prepare(target, path=path, headers=headers, raw=raw, body=body,
                                       stream=facts.stream, api=api or "chat")
 
-        relay = api == "responses" or facts.stream or len(state.plan) > 1
+        # The relay only where mitmproxy cannot do it: falling back to the next model before
+        # the app sees a byte, and Responses calls (translated, or sent natively with usage).
+        relay = api == "responses" or len(state.plan) > 1
         if body is not None and relay and self.relay:
             self._send_via_relay(flow, state, prepare)
         else:
@@ -508,13 +521,13 @@ class Sidecar:
         state.forwarded = True
 
     def _send_direct(self, flow: http.HTTPFlow, state: FlowState, call: UpstreamCall) -> None:
-        """The fast path: mitmproxy itself sends the call to the one model in the plan."""
-        state.target, state.provider_type = call.target, call.kind
-        flow.request.url = call.url
-        flow.request.headers = http.Headers(
-            [(b"host", urlsplit(call.url).netloc.encode())]
-            + [(k.encode(), v.encode()) for k, v in call.headers.items()])
-        flow.request.content = call.body
+        """The fast path: mitmproxy itself sends the call to the one model in the plan (a
+        stream is transcoded on its way back: see ``direct_stream``)."""
+        state.target, state.provider_type, state.call = call.target, call.kind, call
+        headers = call.headers
+        if call.stream:  # read (usage, Bedrock frames) as it arrives: no compression
+            headers = {**headers, "accept-encoding": "identity"}
+        point(flow.request, call.endpoint, call.path, headers, call.body)
 
     def _send_via_relay(
         self, flow: http.HTTPFlow, state: FlowState, prepare: Callable[[Target], UpstreamCall]
@@ -523,10 +536,7 @@ class Sidecar:
         assert self.relay is not None
         state.relayed = True
         state.job = Job(plan=state.plan, prepare=prepare, include_usage=state.include_usage)
-        path = self.relay.submit(state.job)
-        flow.request.url = f"http://127.0.0.1:{self.relay.port}{path}"
-        flow.request.headers = http.Headers(host=f"127.0.0.1:{self.relay.port}")
-        flow.request.content = b""
+        point(flow.request, self.relay.endpoint, self.relay.submit(state.job), {}, b"")
 
 
 INTENT_MODELS = ("auto", "economy", "standard", "premium")
@@ -587,6 +597,45 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
+def point(req: http.Request, endpoint: Endpoint, path: str, headers: Mapping[str, str],
+          body: bytes) -> None:
+    """Send ``req`` to ``endpoint`` + ``path`` with exactly these headers and body.
+
+    The hot path's version of ``req.url = ...; req.headers = ...; req.content = ...``: the
+    endpoint is parsed once per rules load, and the fields are set once (mitmproxy's setters
+    would re-parse the URL and rewrite Host and Content-Length through case-insensitive
+    lookups)."""
+    host_header = endpoint.host_header
+    req.scheme = endpoint.scheme
+    req.data.host, req.data.port = endpoint.host, endpoint.port
+    if req.data.authority:  # HTTP/2 and absolute-form requests carry it
+        req.data.authority = host_header.encode("idna")
+    req.path = path
+    req.headers = http.Headers(
+        [(b"host", host_header.encode("idna"))]
+        + [(k.encode("latin-1"), v.encode("utf-8", "surrogateescape")) for k, v in headers.items()]
+        + [(b"content-length", b"%d" % len(body))])
+    req.raw_content = body
+
+
+def direct_stream(call: UpstreamCall, response: http.Response, include_usage: bool
+                  ) -> Callable[[bytes], list[bytes]] | None:
+    """A fast-path stream's transform (usage read, Bedrock event stream -> chat SSE), with the
+    response headers made fit for a body whose length changes. None when the provider
+    compressed the stream anyway (it is then passed through as it is, usage unread)."""
+    headers = response.headers
+    if headers.get("content-encoding", "identity").lower() != "identity":
+        return None
+    transform = stream_transform(call, request_id=_amzn_request_id(headers),
+                                 include_usage=include_usage)
+    headers.pop("content-length", None)
+    if response.http_version.startswith("HTTP/1"):
+        headers["transfer-encoding"] = "chunked"
+    if call.kind == "bedrock":
+        headers["content-type"] = "text/event-stream; charset=utf-8"
+    return transform
+
+
 class LowerHeaders(Mapping[str, str]):
     """A read-only, lower-case-keyed view of mitmproxy headers for the pure core."""
 
@@ -613,30 +662,46 @@ def proxy_auth_required() -> http.Response:
 
 
 def add_router_headers(headers: http.Headers, state: FlowState) -> None:
+    """The x-request-id (the provider's, or a new one) and what the router did, as response
+    headers, appended in one pass over the fields (each ``headers[k] = v`` would re-scan them)."""
     if state.headers_added:
         return
     state.headers_added = True
+    fields = headers.fields
+    request_id = fallbacks = None
+    for name, value in fields:
+        lower = name.lower()
+        if lower == b"x-request-id" and request_id is None:
+            request_id = value.decode("latin-1")
+        elif lower == b"x-model-router-fallbacks":
+            fallbacks = value
+    new: list[tuple[bytes, bytes]] = []
+    if request_id is None:
+        request_id = f"req_{uuid.uuid4().hex}"
+        new.append((b"x-request-id", request_id.encode()))
+    state.request_id = request_id
     decision = state.decision
-    if "x-request-id" not in headers:
-        headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
-    state.request_id = headers["x-request-id"]
     if decision is None:
+        headers.fields = fields + tuple(new)
         return
     served = state.target or state.plan[0] if state.plan else decision.target
-    headers["x-model-router-app"] = decision.app
-    headers["x-model-router-model"] = served.name
-    headers["x-model-router-provider"] = served.provider
-    headers["x-model-router-reason"] = "shadow" if state.shadow else decision.reason
-    headers["x-model-router-overhead-ms"] = f"{state.overhead_ms:.2f}"
-    if "x-model-router-fallbacks" not in headers:
-        headers["x-model-router-fallbacks"] = "0"
+    router = {
+        "app": decision.app, "model": served.name, "provider": served.provider,
+        "reason": "shadow" if state.shadow else decision.reason,
+        "overhead-ms": f"{state.overhead_ms:.2f}",
+    }
     if decision.auto is not None:
-        headers["x-model-router-auto-tier"] = decision.auto.tier
-        headers["x-model-router-auto-score"] = f"{decision.auto.score:g}"
+        router["auto-tier"] = decision.auto.tier
+        router["auto-score"] = f"{decision.auto.score:g}"
     if state.shadow:
-        headers["x-model-router-shadow-model"] = decision.target.name
-        headers["x-model-router-shadow-provider"] = decision.target.provider
-        headers["x-model-router-shadow-reason"] = decision.reason
+        router["shadow-model"] = decision.target.name
+        router["shadow-provider"] = decision.target.provider
+        router["shadow-reason"] = decision.reason
+    new += [(b"x-model-router-" + k.encode(), v.encode("utf-8", "surrogateescape"))
+            for k, v in router.items()]
+    new.append((b"x-model-router-fallbacks", fallbacks or b"0"))
+    headers.fields = tuple(f for f in fields if not f[0].lower().startswith(b"x-model-router-")
+                           ) + tuple(new)
 
 
 def respond_error(flow: http.HTTPFlow, exc: SidecarError) -> None:
@@ -645,16 +710,23 @@ def respond_error(flow: http.HTTPFlow, exc: SidecarError) -> None:
 
 
 class StreamTimer:
-    """``flow.response.stream``: chunks go out as they arrive; the time to the first one is
-    noted for the latency bookkeeping."""
+    """``flow.response.stream``: chunks go out as they arrive, through ``transform`` when
+    given (a direct stream's: its usage is kept once the stream ends); the time to the first
+    one is noted for the latency bookkeeping."""
 
-    def __init__(self, addon: Sidecar, state: FlowState) -> None:
-        self.addon, self.state = addon, state
+    def __init__(self, addon: Sidecar, state: FlowState,
+                 transform: Callable[[bytes], list[bytes]] | None = None) -> None:
+        self.addon, self.state, self.transform = addon, state, transform
 
     def __call__(self, data: bytes) -> bytes | Iterable[bytes]:
-        if data and self.state.ttft is None:
+        out: bytes | list[bytes] = data
+        if self.transform is not None:
+            out = self.transform(data)
+            if not data:
+                self.state.usage = stream_usage(self.transform)
+        if out and self.state.ttft is None:
             self.state.ttft = self.addon.clock() - self.state.started
-        return data or []  # never b"": mitmproxy would end the stream there
+        return out or []  # never b"": mitmproxy would end the stream there
 
 
 def _amzn_request_id(headers: http.Headers) -> str:

@@ -86,6 +86,7 @@ class Metrics:
         self.apps: frozenset[str] = frozenset()
         self.models: frozenset[str] = frozenset()
         self.providers: frozenset[str] = frozenset()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def know(self, *, apps: Iterable[str], models: Iterable[str], providers: Iterable[str]) -> None:
         """The label values allowed from now on (rules and catalog at load and reload)."""
@@ -106,45 +107,53 @@ class Metrics:
     def provider(self, name: str | None) -> str:
         return name if name in self.providers else OTHER
 
-
     def observe(self, call: CallRecord) -> None:
         """Count one finished call."""
         app, requested = self.app(call.app), self.model(call.requested_model)
         served, provider = self.model(call.served_model), self.provider(call.provider)
-        self.requests.labels(app, requested, served, provider, call.outcome).inc()
-        self.duration.labels(app, served).observe(call.duration)
+        child = self._child
+        child(self.requests, app, requested, served, provider, call.outcome).inc()
+        child(self.duration, app, served).observe(call.duration)
         if call.ttft is not None:
-            self.ttft.labels(app, served).observe(call.ttft)
+            child(self.ttft, app, served).observe(call.ttft)
         self.overhead.observe(call.overhead)
         if call.usage is not None:
-            self.tokens.labels(app, served, "prompt").inc(call.usage.prompt)
-            self.tokens.labels(app, served, "completion").inc(call.usage.completion)
-            self.tokens.labels(app, served, "cached").inc(call.usage.cached)
+            child(self.tokens, app, served, "prompt").inc(call.usage.prompt)
+            child(self.tokens, app, served, "completion").inc(call.usage.completion)
+            child(self.tokens, app, served, "cached").inc(call.usage.cached)
         if call.cost is not None:
-            self.cost.labels(app, served).inc(call.cost)
+            child(self.cost, app, served).inc(call.cost)
         if call.savings is not None:
             # prometheus counters only go up: a negative saving is counted as a positive
             # "extra cost" under the same name with the served/requested roles swapped.
             self._add_savings(app, requested, served, call.savings)
         for _, failed_provider, reason in call.failures:
-            self.upstream_errors.labels(self.provider(failed_provider),
-                                        failure_kind(reason)).inc()
+            child(self.upstream_errors, self.provider(failed_provider), failure_kind(reason)).inc()
         # Each failure that another attempt followed is a fallback (when all fail, the last
         # failure is the answer, not a fallback).
         followed = call.failures if call.served_model else call.failures[:-1]
         for model, _, _ in followed:
-            self.fallbacks.labels(app, self.model(model)).inc()
+            child(self.fallbacks, app, self.model(model)).inc()
         if call.shadow_model is not None:
             decided = self.model(call.shadow_model)
-            self.shadow.labels(app, requested, decided).inc()
+            child(self.shadow, app, requested, decided).inc()
             if call.shadow_savings is not None and call.shadow_savings > 0:
-                self.shadow_savings.labels(app, requested, decided).inc(call.shadow_savings)
+                child(self.shadow_savings, app, requested, decided).inc(call.shadow_savings)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: label values are bounded, and ``labels()``
+        validates and locks on every call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _add_savings(self, app: str, requested: str, served: str, amount: float) -> None:
         if amount >= 0:
-            self.savings.labels(app, requested, served).inc(amount)
+            self._child(self.savings, app, requested, served).inc(amount)
         else:
-            self.extra_cost.labels(app, requested, served).inc(-amount)
+            self._child(self.extra_cost, app, requested, served).inc(-amount)
 
     def watch(self, state: Callable[[], LiveState]) -> None:
         """Export the sidecar's live state, read at scrape time (nothing per request)."""

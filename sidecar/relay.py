@@ -29,6 +29,7 @@ from sidecar.policy import Target
 from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.errors import from_http_error
 from sidecar.providers.bedrock.transcode import EventStreamToSSE
+from sidecar.providers.openai_compat import Endpoint
 from sidecar.responses import (
     ChatSSEToResponsesSSE,
     ChatToResponsesStream,
@@ -79,6 +80,7 @@ class Relay:
         self.clock = clock
         self.jobs: dict[str, Job] = {}
         self.port = 0
+        self.endpoint = Endpoint("http", "127.0.0.1", 0, "")  # where flows are pointed, once started
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -86,6 +88,7 @@ class Relay:
     async def start(self, host: str = "127.0.0.1") -> int:
         self._server = await asyncio.start_server(self._serve, host, 0, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.endpoint = Endpoint("http", host, self.port, "")
         return self.port
 
     async def stop(self) -> None:
@@ -226,7 +229,7 @@ class Relay:
             log.warning("upstream stream broke mid-way: %s", type(e).__name__)
             await out.chunks(transform(b"") if _is_transcoder(transform) else [_error_event(e)])
             ok = False
-        job.usage = _stream_usage(transform)  # before the end: the addon reads it there
+        job.usage = stream_usage(transform)  # before the end: the addon reads it there
         await out.end()
         return ok
 
@@ -241,15 +244,20 @@ async def _first_output(chunks: AsyncIterator[bytes], transform: Transform) -> l
 
 
 def _transform(call: UpstreamCall, response: httpx.Response, job: Job) -> Transform:
+    return stream_transform(call, request_id=response.headers.get("x-amzn-requestid", ""),
+                            include_usage=job.include_usage)
+
+
+def stream_transform(call: UpstreamCall, *, request_id: str, include_usage: bool) -> Transform:
     """Bytes from the provider -> bytes for the app: Bedrock's event stream transcoded to
     chat SSE, usage read (and hidden if the app did not ask), and chat SSE turned into
-    Responses events when a Responses call was served through chat."""
+    Responses events when a Responses call was served through chat. Used by the relay and by
+    the fast path (as mitmproxy's ``response.stream``)."""
     translate = call.responses is not None
-    keep_usage = job.include_usage or translate  # the Responses translator needs the usage
+    keep_usage = include_usage or translate  # the Responses translator needs the usage
     if call.kind == "bedrock" and call.target.spec is not None:
         base: Transform = BedrockAdapter.transcoder(
-            call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""),
-            include_usage=keep_usage)
+            call.target.spec, request_id=request_id, include_usage=keep_usage)
     else:
         base = UsageTap(strip=not keep_usage)
     if not translate:
@@ -271,7 +279,8 @@ class _Chained:
         return out + self.second(b"") if not data else out
 
 
-def _stream_usage(transform: Transform) -> Usage | None:
+def stream_usage(transform: Transform) -> Usage | None:
+    """The provider's usage report, read by a finished ``stream_transform``."""
     if isinstance(transform, _Chained):
         return usage_from_openai({"usage": transform.second.translator.usage})
     if isinstance(transform, UsageTap):

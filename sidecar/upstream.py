@@ -16,13 +16,15 @@ from sidecar.errors import UnknownModelError
 from sidecar.policy import Target
 from sidecar.providers import openai_compat
 from sidecar.providers.bedrock.adapter import BedrockAdapter
+from sidecar.providers.openai_compat import Endpoint
 from sidecar.responses import to_chat_request
 from sidecar.rules import ProviderSpec
 
-# Never forwarded: they describe the app's connection to the sidecar, not the call.
+# Never forwarded: they describe the app's connection to the sidecar, not the call. The body is
+# sent decoded (as it was read), so its content-encoding does not go either.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
+    "transfer-encoding", "upgrade", "host", "content-length", "content-encoding",
 })
 
 
@@ -30,11 +32,16 @@ HOP_BY_HOP = frozenset({
 class UpstreamCall:
     target: Target
     kind: str  # "openai" | "bedrock"
-    url: str
+    endpoint: Endpoint  # scheme, host and port, parsed once per rules load
+    path: str  # the request target on that host
     headers: dict[str, str]  # every header to send (lower-case names), Host excluded
     body: bytes
     stream: bool
     responses: Mapping[str, Any] | None = None  # a Responses request served via chat: translate back
+
+    @property
+    def url(self) -> str:
+        return f"{self.endpoint.scheme}://{self.endpoint.host_header}{self.path}"
 
 
 class Dispatcher:
@@ -47,6 +54,8 @@ class Dispatcher:
         self.bedrock = bedrock
         self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)
                           for p in providers.values() if p.base_url}
+        self.endpoints.update({name: openai_compat.parse_endpoint(adapter.signer.base_url)
+                               for name, adapter in bedrock.items()})
 
     def prepare(
         self, target: Target, *, path: str, headers: Mapping[str, str], raw: bytes,
@@ -77,9 +86,8 @@ class Dispatcher:
                                  or openai_compat.has_router_fields(body)):
             raw = openai_compat.upstream_body(body, model=target.upstream_model,
                                               usage=stream)
-        url = (f"{endpoint.scheme}://{endpoint.host_header}"
-               f"{openai_compat.upstream_path(path, endpoint)}")
-        return UpstreamCall(target, "openai", url, sent, raw, stream)
+        return UpstreamCall(target, "openai", endpoint, openai_compat.upstream_path(path, endpoint),
+                            sent, raw, stream)
 
     def _native_responses(
         self, target: Target, *, path: str, headers: Mapping[str, str], body: dict[str, Any],
@@ -91,9 +99,8 @@ class Dispatcher:
         sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in drop}
         sent.update(add)
         raw = openai_compat.upstream_body(body, model=target.upstream_model)
-        url = (f"{endpoint.scheme}://{endpoint.host_header}"
-               f"{openai_compat.upstream_path(path, endpoint)}")
-        return UpstreamCall(target, "openai", url, sent, raw, stream)
+        return UpstreamCall(target, "openai", endpoint, openai_compat.upstream_path(path, endpoint),
+                            sent, raw, stream)
 
     def _bedrock(
         self, target: Target, *, path: str, body: dict[str, Any] | None, stream: bool
@@ -106,4 +113,6 @@ class Dispatcher:
             )
         prepared = self.bedrock[target.provider].prepare(body, target.spec, stream=stream)
         headers = {k.lower(): v for k, v in prepared.headers.items() if k.lower() != "host"}
-        return UpstreamCall(target, "bedrock", prepared.url, headers, prepared.body, stream)
+        endpoint = self.endpoints[target.provider]
+        return UpstreamCall(target, "bedrock", endpoint, endpoint.path_prefix + prepared.path,
+                            headers, prepared.body, stream)

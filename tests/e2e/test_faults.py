@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import requests
@@ -18,6 +19,7 @@ import requests
 from sidecar.cooldown import Cooldowns
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.harness import RunningSidecar
+from tests.e2e.test_metrics import scrape_after_stream, value
 from tests.e2e.test_routing import HELLO, proxied_client
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -167,6 +169,28 @@ def test_a_stream_that_breaks_midway_is_an_sse_error_event_on_the_wire(faulty, p
     last = json.loads(events[-1][6:])
     assert last["error"]["code"] == "upstream_stream_error"
     assert b"data: [DONE]" not in events
+
+
+def test_a_pinned_stream_that_breaks_midway_fails_in_the_app_too(faulty, primary, backup,
+                                                                 monkeypatch):
+    """A plan of one model is streamed by mitmproxy itself (no relay hop): when the provider's
+    connection breaks mid-answer, the app's is closed the same way, as if it had been talking
+    to the provider directly. It never looks like a complete answer, and the call is counted
+    as a stream error."""
+    primary.script(stream_reset_after=3)
+    client = proxied_client(faulty, monkeypatch, default_headers={"x-app": "pinned"})
+    received = ""
+    with pytest.raises((openai.APIError, httpx.TransportError)):
+        for chunk in client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True):
+            received += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+    assert received and "primary says hi to primary-model".startswith(received.strip())
+    assert received.strip() != "primary says hi to primary-model"
+    assert backup.requests == []
+    m = scrape_after_stream(faulty, "sidecar_requests_total", app="pinned",
+                            requested_model="gpt-4o", served_model="m-primary",
+                            provider="primary", outcome="stream_error")
+    assert value(m, "sidecar_requests_total", app="pinned", requested_model="gpt-4o",
+                 served_model="m-primary", provider="primary", outcome="stream_error") == 1
 
 
 def test_repeated_failures_cool_a_model_down(faulty, primary, backup, monkeypatch):

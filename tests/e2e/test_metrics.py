@@ -11,6 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.conftest import KEYED_APP_KEY
 from tests.e2e.test_routing import HELLO, proxied_client
 
 pytestmark = pytest.mark.e2e
@@ -65,31 +66,46 @@ def test_counters_tokens_cost_and_savings_after_a_routed_call(sidecar, up2, monk
     assert value(m, "sidecar_in_flight_requests") == 0
 
 
-def test_streamed_usage_is_the_providers_and_hidden_when_not_asked(sidecar, up2, monkeypatch):
-    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+# Two ways a stream is served: a plan with fallbacks goes through the relay; a plan of one model
+# is forwarded by mitmproxy itself, its usage read on the way through.
+STREAMERS = {
+    "relay": ("summaries", {"user": "summarizer"}, "m-cheap", "up2", "cheap-model-v1"),
+    "direct": ("keyed", {"key": KEYED_APP_KEY}, "m-smart", "up1", "smart-model"),
+}
+
+
+@pytest.mark.parametrize("path", list(STREAMERS))
+def test_streamed_usage_is_the_providers_and_hidden_when_not_asked(sidecar, request, path,
+                                                                   monkeypatch):
+    app, caller, model, upstream, model_id = STREAMERS[path]
+    client = proxied_client(sidecar, monkeypatch, **caller)
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
     assert all(ch.usage is None for ch in chunks)  # the app did not ask for usage
     assert all(ch.choices for ch in chunks)  # ... so it gets no usage-only chunk either
-    [sent] = up2.requests
+    [sent] = request.getfixturevalue(upstream).requests
     assert sent.json["stream_options"] == {"include_usage": True}  # the sidecar asked upstream
 
-    m = scrape_after_stream(sidecar, "sidecar_tokens_total", app="summaries", model="m-cheap",
+    m = scrape_after_stream(sidecar, "sidecar_tokens_total", app=app, model=model,
                             kind="completion")
-    reply = "up2 says hi to cheap-model-v1"
-    assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
+    reply = f"{upstream} says hi to {model_id}"
+    assert value(m, "sidecar_tokens_total", app=app, model=model,
                  kind="completion") == len(reply.split())  # the fake's own count
-    assert value(m, "sidecar_time_to_first_token_seconds_count", app="summaries",
-                 model="m-cheap") == 1
+    assert value(m, "sidecar_time_to_first_token_seconds_count", app=app, model=model) == 1
+    assert value(m, "sidecar_requests_total", app=app, requested_model="gpt-4o",
+                 served_model=model, provider=upstream, outcome="ok") == 1
 
 
-def test_streamed_usage_passes_through_when_asked(sidecar, up2, monkeypatch):
-    client = proxied_client(sidecar, monkeypatch, user="summarizer")
+@pytest.mark.parametrize("path", list(STREAMERS))
+def test_streamed_usage_passes_through_when_asked(sidecar, up1, up2, path, monkeypatch):
+    app, caller, model, _, _ = STREAMERS[path]
+    client = proxied_client(sidecar, monkeypatch, **caller)
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
                                                  stream_options={"include_usage": True}))
     usage = chunks[-1].usage
-    m = scrape_after_stream(sidecar, "sidecar_tokens_total", app="summaries", model="m-cheap",
+    assert usage is not None and not chunks[-1].choices
+    m = scrape_after_stream(sidecar, "sidecar_tokens_total", app=app, model=model,
                             kind="prompt")
-    assert value(m, "sidecar_tokens_total", app="summaries", model="m-cheap",
+    assert value(m, "sidecar_tokens_total", app=app, model=model,
                  kind="prompt") == usage.prompt_tokens
 
 

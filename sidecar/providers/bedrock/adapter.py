@@ -26,6 +26,7 @@ from sidecar.providers.bedrock.transcode import EventStreamToSSE
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
     url: str
+    path: str  # the Converse path under the endpoint's base URL (url = base URL + path)
     headers: dict[str, str]  # the complete header set to send
     body: bytes
 
@@ -36,11 +37,12 @@ class BedrockAdapter:
 
     def prepare(self, body: Mapping[str, Any], spec: ModelSpec, *, stream: bool) -> PreparedRequest:
         payload = json.dumps(to_converse_request(body, spec), separators=(",", ":")).encode()
-        url = self.signer.url(converse_path(spec, stream=stream))
+        path = converse_path(spec, stream=stream)
+        url = self.signer.url(path)
         accept = "application/vnd.amazon.eventstream" if stream else "application/json"
         headers = self.signer.sign(method="POST", url=url, body=payload,
                                    headers={"content-type": "application/json", "accept": accept})
-        return PreparedRequest(url=url, headers=headers, body=payload)
+        return PreparedRequest(url=url, path=path, headers=headers, body=payload)
 
     @staticmethod
     def transcoder(spec: ModelSpec, *, request_id: str, include_usage: bool) -> EventStreamToSSE:
