@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -120,8 +121,23 @@ class _Running:
             self.failed = "cannot listen: " + "; ".join(failed)
             ctx.master.shutdown()
             return
+        for server in servers:
+            deepen_backlog(server)
         addrs = {s.mode.type_name: [tuple(a[:2]) for a in s.listen_addrs] for s in servers}
         self.on_ready(addrs)
+
+
+LISTEN_BACKLOG = 1024
+
+
+def deepen_backlog(server: Any) -> None:
+    """mitmproxy listens with asyncio's default backlog of 100: a burst of new connections
+    (hundreds of streams opening at once) overflows it and clients wait for SYN retries.
+    ``listen()`` again on the same socket only changes its queue length."""
+    for listener in getattr(server, "_servers", ()):
+        for sock in getattr(listener, "sockets", ()) if isinstance(listener, asyncio.Server) else ():
+            with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
+                dup.listen(LISTEN_BACKLOG)
 
 
 async def serve(

@@ -59,3 +59,22 @@ def test_sigterm_drain_lets_streams_in_flight_finish(rules_path, confdir):
     assert result["status"] == 200
     body = result["body"]
     assert isinstance(body, bytes) and body.count(b"data: ") >= 8 and b"data: [DONE]" in body
+
+
+def test_listeners_queue_a_burst_of_new_connections(sidecar):
+    """Every TCP listener's accept queue is LISTEN_BACKLOG deep, not asyncio's 100: read back
+    from the kernel (TCP_INFO of a listening socket: tcpi_sacked is its backlog)."""
+    import asyncio
+    import socket
+    import struct
+
+    from sidecar.cli import LISTEN_BACKLOG
+
+    servers = sidecar._master.addons.get("proxyserver").servers
+    listeners = [sock for s in servers for srv in s._servers if isinstance(srv, asyncio.Server)
+                 for sock in srv.sockets]
+    assert listeners
+    for sock in listeners:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        sacked = struct.unpack_from("I", info, 28)[0]  # after 8 bytes and 5 u32 (tcp_info)
+        assert sacked == LISTEN_BACKLOG
