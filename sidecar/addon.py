@@ -45,7 +45,15 @@ from sidecar.providers.bedrock.adapter import BedrockAdapter
 from sidecar.providers.bedrock.signing import BedrockSigner
 from sidecar.providers.openai_compat import Endpoint
 from sidecar.proxyauth import load_proxy_auth, proxy_authenticated, proxy_user
-from sidecar.relay import SERVED_HEADER, Job, Outcome, Relay, stream_transform, stream_usage
+from sidecar.relay import (
+    SERVED_HEADER,
+    Job,
+    Outcome,
+    Relay,
+    stream_failed,
+    stream_transform,
+    stream_usage,
+)
 from sidecar.responses import needs_native, to_chat_request
 from sidecar.rules import RuleSet, load_rules, unavailable_providers
 from sidecar.tasks import spawn
@@ -85,7 +93,8 @@ class FlowState:
     include_usage: bool = False
     job: Job | None = None  # the relay's job (fallbacks, Responses calls)
     call: UpstreamCall | None = None  # what the fast path sent (a direct stream transcodes it)
-    usage: Usage | None = None  # a direct stream's usage, read on its way through
+    transform: Callable[[bytes], list[bytes]] | None = None  # a direct stream's (usage, errors)
+    done: bool = False  # the app was sent a stream's last event (data: [DONE])
     ttft: float | None = None
     finished: bool = False
     request_id: str = ""
@@ -316,7 +325,7 @@ class Sidecar:
             respond_error(flow, InternalError("The model-router sidecar failed to examine this "
                                               "request; it was not forwarded."))
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
         if not isinstance(state, FlowState) or flow.response or flow.error or not flow.live:
             return
@@ -356,8 +365,8 @@ class Sidecar:
         if state.relayed or state.call is None:
             response.stream = StreamTimer(self, state)  # the relay already produced the SSE
         else:
-            response.stream = StreamTimer(self, state, direct_stream(state.call, response,
-                                                                     state.include_usage))
+            state.transform = direct_stream(state.call, response, state.include_usage)
+            response.stream = StreamTimer(self, state, state.transform)
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -371,7 +380,7 @@ class Sidecar:
     def _on_response(self, flow: http.HTTPFlow, state: FlowState, response: http.Response
                      ) -> None:
         add_router_headers(response.headers, state)  # no-op if responseheaders did it
-        usage = state.job.usage if state.job is not None else state.usage
+        usage, stream_ok = stream_result(state)
         direct = state.forwarded and not state.relayed and state.target is not None
         if state.forwarded and not response.stream and state.target is not None:
             if direct and state.provider_type == "bedrock":
@@ -393,7 +402,7 @@ class Sidecar:
                 list_intents(response)
         if direct:
             self._direct_outcome(state, response.status_code)
-        self._finish(state, response.status_code, usage)
+        self._finish(state, response.status_code, usage, stream_ok=stream_ok)
 
     def _direct_outcome(self, state: FlowState, status: int) -> None:
         """The fast path has no relay to count its attempt: count it here."""
@@ -449,6 +458,11 @@ class Sidecar:
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
         if not isinstance(state, FlowState) or not flow.error:
+            return
+        if flow.response is not None and state.done:
+            # The app read the stream's last event and hung up before the body's final bytes
+            # arrived (the sync openai SDK closes at [DONE]): a complete answer.
+            self.response(flow)
             return
         if state.forwarded:
             where = "the relay" if state.relayed else (
@@ -717,16 +731,35 @@ class StreamTimer:
     def __init__(self, addon: Sidecar, state: FlowState,
                  transform: Callable[[bytes], list[bytes]] | None = None) -> None:
         self.addon, self.state, self.transform = addon, state, transform
+        self._tail = b""  # the end of what was sent so far (the end marker may come split)
 
     def __call__(self, data: bytes) -> bytes | Iterable[bytes]:
         out: bytes | list[bytes] = data
         if self.transform is not None:
             out = self.transform(data)
-            if not data:
-                self.state.usage = stream_usage(self.transform)
-        if out and self.state.ttft is None:
-            self.state.ttft = self.addon.clock() - self.state.started
+        if out:
+            if self.state.ttft is None:
+                self.state.ttft = self.addon.clock() - self.state.started
+            last = out if isinstance(out, bytes) else out[-1]
+            self.state.done = (self._tail + last)[-len(STREAM_END):] == STREAM_END
+            self._tail = last[-len(STREAM_END):]
         return out or []  # never b"": mitmproxy would end the stream there
+
+
+STREAM_END = b"data: [DONE]\n\n"
+
+
+def stream_result(state: FlowState) -> tuple[Usage | None, bool]:
+    """(usage, whether the stream went well) of a call: the provider's usage report, read from
+    its stream as it passed (also when the app hung up before the body's last bytes)."""
+    job = state.job
+    transform = job.transform if job is not None else state.transform
+    usage = job.usage if job is not None else None
+    if usage is None and transform is not None:
+        usage = stream_usage(transform)
+    ok = (job is None or job.stream_ok) and not (transform is not None
+                                                and stream_failed(transform))
+    return usage, ok
 
 
 def _amzn_request_id(headers: http.Headers) -> str:

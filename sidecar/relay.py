@@ -57,6 +57,8 @@ class Job:
     prepare: Callable[[Target], UpstreamCall]
     include_usage: bool = False  # the app asked for the usage chunk
     usage: Usage | None = None  # the provider's report, once the answer is complete
+    stream_ok: bool = True  # False when the stream broke
+    transform: Transform | None = None  # a stream's (its usage and errors, read as they pass)
     failures: list[tuple[Target, str]] = field(default_factory=list)  # attempts before the answer
 
 
@@ -198,7 +200,7 @@ class Relay:
         self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer,
         started: float,
     ) -> tuple[str, Answer] | None:
-        transform = _transform(call, response, job)
+        transform = job.transform = _transform(call, response, job)
         chunks = response.aiter_raw()
         try:
             first = await _first_output(chunks, transform)
@@ -230,6 +232,7 @@ class Relay:
             await out.chunks(transform(b"") if _is_transcoder(transform) else [_error_event(e)])
             ok = False
         job.usage = stream_usage(transform)  # before the end: the addon reads it there
+        job.stream_ok = ok
         await out.end()
         return ok
 
@@ -286,6 +289,13 @@ def stream_usage(transform: Transform) -> Usage | None:
     if isinstance(transform, UsageTap):
         return transform.usage
     return usage_from_openai({"usage": transform.translator.usage})
+
+
+def stream_failed(transform: Transform) -> bool:
+    """Whether a finished ``stream_transform`` sent the app an error event (the provider's, or
+    one made of a Bedrock exception or a cut-off event stream)."""
+    base = transform.first if isinstance(transform, _Chained) else transform
+    return bool(base.error)  # type: ignore[union-attr]
 
 
 def _is_transcoder(transform: Transform) -> bool:

@@ -18,6 +18,7 @@ class UsageTap:
     def __init__(self, *, strip: bool) -> None:
         self.strip = strip
         self.usage: Usage | None = None
+        self.error = False  # the provider sent an error event
         self._buffer = b""
 
     def __call__(self, data: bytes) -> list[bytes]:
@@ -37,6 +38,8 @@ class UsageTap:
         return out
 
     def _event(self, event: bytes) -> bytes:
+        if event.startswith(b'data: {"error"'):
+            self.error = True
         if b'"usage"' not in event:
             return event
         if event.startswith(b"event: response."):  # a native Responses stream

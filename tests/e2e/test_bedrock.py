@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.harness import RunningSidecar
+from tests.e2e.test_metrics import scrape_after_stream, value
 from tests.e2e.test_routing import HELLO, proxied_client
 from tests.fakes import bedrock as fb
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -133,8 +134,6 @@ def test_streamed_answer_arrives_incrementally_with_usage(client, bedrock):
 
 def test_streamed_bedrock_usage_is_counted_even_when_not_asked(client, bedrock_sidecar,
                                                                 bedrock):
-    from tests.e2e.test_metrics import scrape_after_stream, value
-
     answer = fb.text_response("counted", token_usage=fb.usage(9, 6, cache_read=3))
     bedrock.push_stream(fb.stream_events(answer))
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
@@ -268,7 +267,7 @@ def test_bedrock_errors_become_the_sdks_matching_exception(client, bedrock, code
     assert "details from AWS" in info.value.message
 
 
-def test_exception_mid_stream_ends_with_an_error_event_not_done(client, bedrock):
+def test_exception_mid_stream_ends_with_an_error_event_not_done(client, bedrock, bedrock_sidecar):
     events = fb.stream_events(fb.text_response("abcdefgh"), piece=2)[:4]
     events.append({"throttlingException": {"message": "slow down"}})
     bedrock.push_stream(events)
@@ -278,6 +277,10 @@ def test_exception_mid_stream_ends_with_an_error_event_not_done(client, bedrock)
             text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
     assert text and text != "abcdefgh" and "abcdefgh".startswith(text)  # what came, then the error
     assert "slow down" in str(info.value)
+    labels = dict(app="legacy", requested_model="gpt-4o", served_model="b-chat",
+                  provider="aws", outcome="stream_error")
+    m = scrape_after_stream(bedrock_sidecar, "sidecar_requests_total", **labels)
+    assert value(m, "sidecar_requests_total", **labels) == 1
 
 
 def test_truncated_stream_is_reported_as_an_error(client, bedrock):

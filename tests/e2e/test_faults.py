@@ -156,6 +156,10 @@ def test_a_stream_that_breaks_midway_ends_with_an_error_event(faulty, primary, b
     assert received and "primary says hi to primary-model".startswith(received.strip())
     assert "stream broke" in str(info.value)
     assert backup.requests == []  # the app had seen bytes: no silent switch mid-answer
+    labels = dict(app="default", requested_model="auto", served_model="m-primary",
+                  provider="primary", outcome="stream_error")
+    m = scrape_after_stream(faulty, "sidecar_requests_total", **labels)
+    assert value(m, "sidecar_requests_total", **labels) == 1
 
 
 def test_a_stream_that_breaks_midway_is_an_sse_error_event_on_the_wire(faulty, primary):

@@ -109,6 +109,29 @@ def test_streamed_usage_passes_through_when_asked(sidecar, up1, up2, path, monke
                  kind="prompt") == usage.prompt_tokens
 
 
+@pytest.mark.parametrize("path", list(STREAMERS))
+def test_a_stream_the_app_hangs_up_on_at_done_is_a_complete_call(sidecar, request, path,
+                                                                  monkeypatch):
+    """The sync openai SDK closes the connection as soon as it reads ``data: [DONE]``; when
+    the provider's body ends a moment later, mitmproxy sees the app leave mid-body. The app
+    had the whole answer: the call is counted as ok, with its usage."""
+    app, caller, model, upstream, model_id = STREAMERS[path]
+    request.getfixturevalue(upstream).script(end_after=1.0)
+    client = proxied_client(sidecar, monkeypatch, **caller)
+    started = time.monotonic()
+    text = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
+        model="gpt-4o", messages=HELLO, stream=True) if ch.choices)
+    assert text.strip() == f"{upstream} says hi to {model_id}"
+    assert time.monotonic() - started < 1.0  # the app did not wait for the body's end
+
+    labels = dict(app=app, requested_model="gpt-4o", served_model=model, provider=upstream)
+    m = scrape_after_stream(sidecar, "sidecar_requests_total", **labels, outcome="ok")
+    assert value(m, "sidecar_requests_total", **labels, outcome="ok") == 1
+    assert value(m, "sidecar_requests_total", **labels, outcome="stream_error") == 0
+    assert value(m, "sidecar_tokens_total", app=app, model=model,
+                 kind="completion") == len(text.split())
+
+
 def test_access_log_is_one_json_line_per_call_without_prompts(sidecar, up2, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="sidecar.access")
     client = proxied_client(sidecar, monkeypatch, user="summarizer")

@@ -540,6 +540,7 @@ class ScriptedAnswer:
     hang: bool = False
     reset: bool = False
     stream_reset_after: int | None = None
+    end_after: float = 0.0
 
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
@@ -655,6 +656,7 @@ class FakeOpenAI(LoopbackHTTPServer):
         hang: bool = False,
         reset: bool = False,
         stream_reset_after: int | None = None,
+        end_after: float = 0.0,
     ) -> None:
         """Queue the answer for the next unanswered request (FIFO).
 
@@ -665,9 +667,11 @@ class FakeOpenAI(LoopbackHTTPServer):
         * ``hang``: never answer; the connection stays open until the client or ``stop()`` ends it;
         * ``reset``: drop the connection (TCP RST) without answering;
         * ``stream_reset_after=N``: default behaviour, but reset the connection after N SSE
-          events (for a non-streaming request: right after the response head).
+          events (for a non-streaming request: right after the response head);
+        * ``end_after``: a stream's ``[DONE]`` is sent, and the body ends this many seconds later.
         """
-        answer = ScriptedAnswer(status, body, headers, delay, hang, reset, stream_reset_after)
+        answer = ScriptedAnswer(status, body, headers, delay, hang, reset, stream_reset_after,
+                                end_after)
         with self._lock:
             self._script.append(answer)
 
@@ -801,6 +805,8 @@ class FakeOpenAI(LoopbackHTTPServer):
                 await asyncio.sleep(delay)
             await responder.send_chunk(event)
             sent += 1
+        if answer.end_after:
+            await asyncio.sleep(answer.end_after)
         await responder.end_stream()
 
     def _stream_events(
