@@ -9,6 +9,20 @@
 
 Apps are tried in file order and the first whose every match key holds wins; an app without
 ``match`` matches everything. Traffic no app matches belongs to the app ``default``.
+
+Matching is on the per-call path, so it is compiled when the rules load:
+
+* each ``MatchSpec`` turns its globs into compiled regular expressions (``fnmatch.translate``, the
+  very expressions ``fnmatch.fnmatchcase`` uses) and its networks into integer
+  ``(version, network, mask)`` checks on the caller's address, parsed once per call (``Probe``);
+* each ``AppSpec`` compiles its route globs the same way (a glob without ``*?[`` is a plain
+  string comparison);
+* ``AppMatcher`` (one per ``RuleSet``) remembers which app each caller identity chose. The
+  identity is the tuple of exactly the call fields some app's match reads -- proxy user,
+  listener, client address, the SHA-256 of the API key (never the key), user agent, and the
+  values of the headers named in a match -- so two calls with the same identity must choose the
+  same app. A sidecar sees few distinct callers, so nearly every call is one dictionary look-up;
+  the cache is bounded (cleared when full) and a reloaded ``RuleSet`` starts a new one.
 """
 
 from __future__ import annotations
@@ -16,8 +30,9 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from sidecar.catalog import REQUESTABLE_TIERS, TIERS, Catalog, ModelSpec
@@ -28,6 +43,22 @@ AUTO = "auto"
 PASSTHROUGH = "passthrough"
 
 
+Glob = Callable[[str], "re.Match[str] | None"]  # a compiled glob: ``glob(text) is not None``
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
+def compile_glob(pattern: str) -> Glob:
+    """``fnmatch.fnmatchcase(text, pattern)`` as ``compile_glob(pattern)(text) is not None``."""
+    return re.compile(fnmatch.translate(pattern)).match
+
+
+def compile_network(net: Network) -> tuple[int, int, int]:
+    """(version, network, mask) as integers: ``addr in net`` is ``version == addr.version and
+    int(addr) & mask == network``, exactly as ``ipaddress`` decides it."""
+    return net.version, int(net.network_address), int(net.netmask)
+
+
 @dataclass(frozen=True, slots=True)
 class MatchSpec:
     proxy_user: str | None = None
@@ -36,31 +67,69 @@ class MatchSpec:
     api_key_sha256: str | None = None  # a hex prefix
     listen: str | None = None
     user_agent: str | None = None  # glob
+    # compiled from the above (__post_init__): one test, the conjunction of one check per key
+    _test: Test = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_test", _compile_match(self))  # frozen: set once, here
 
     def matches(self, facts: RequestFacts, probe: Probe | None = None) -> bool:
         """Whether every key given holds. ``probe`` carries what is derived from the call once
         (its parsed address, its key's hash) across all the apps tried."""
-        probe = probe or Probe(facts)
-        if self.proxy_user is not None and facts.proxy_user != self.proxy_user:
-            return False
-        if self.listen is not None and facts.listener != self.listen:
-            return False
-        if self.client and not probe.in_networks(self.client):
-            return False
-        if self.api_key_sha256 is not None and not probe.key_hash().startswith(
-                self.api_key_sha256):
-            return False
-        if self.user_agent is not None and not fnmatch.fnmatchcase(
-            facts.user_agent, self.user_agent
-        ):
-            return False
-        return all(
-            name in facts.headers and fnmatch.fnmatchcase(facts.headers[name], glob)
-            for name, glob in self.header
-        )
+        return self._test(facts, probe or Probe(facts))
+
+    def reads(self) -> set[str]:
+        """The call fields this match reads (``AppMatcher`` keys its cache on them)."""
+        used = {name for name, value in (
+            ("proxy_user", self.proxy_user), ("listener", self.listen),
+            ("client_ip", self.client), ("api_key_sha256", self.api_key_sha256),
+            ("user_agent", self.user_agent)) if value}
+        return used | {f"header:{name}" for name, _ in self.header}
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Test = Callable[[RequestFacts, "Probe"], bool]
+
+
+def _compile_match(spec: MatchSpec) -> Test:
+    """A function checking exactly the keys ``spec`` gives: globs as compiled regular
+    expressions, networks as integer (version, network, mask) checks on the probed address."""
+    checks: list[Test] = []
+    if spec.proxy_user is not None:
+        user = spec.proxy_user
+        checks.append(lambda facts, probe: facts.proxy_user == user)
+    if spec.listen is not None:
+        listen = spec.listen
+        checks.append(lambda facts, probe: facts.listener == listen)
+    if spec.client:
+        networks = tuple(compile_network(n) for n in spec.client)
+        checks.append(lambda facts, probe: probe.in_networks(networks))
+    if spec.api_key_sha256 is not None:
+        prefix = spec.api_key_sha256
+        checks.append(lambda facts, probe: probe.key_hash().startswith(prefix))
+    if spec.user_agent is not None:
+        agent = compile_glob(spec.user_agent)
+        checks.append(lambda facts, probe: agent(facts.user_agent) is not None)
+    for name, pattern in spec.header:
+        checks.append(_header_check(name, compile_glob(pattern)))
+    return _conjunction(checks)
+
+
+def _header_check(name: str, glob: Glob) -> Test:
+    def check(facts: RequestFacts, probe: Probe) -> bool:
+        value = facts.headers.get(name)
+        return value is not None and glob(value) is not None
+    return check
+
+
+def _conjunction(checks: list[Test]) -> Test:
+    """All of ``checks``, in order, stopping at the first that fails."""
+    if not checks:
+        return lambda facts, probe: True  # a match without keys holds for every call
+    first = checks[0]
+    if len(checks) == 1:
+        return first
+    rest = _conjunction(checks[1:])
+    return lambda facts, probe: first(facts, probe) and rest(facts, probe)
 
 
 class Probe:
@@ -68,23 +137,41 @@ class Probe:
 
     __slots__ = ("_addr", "_facts", "_key")
 
-    def __init__(self, facts: RequestFacts) -> None:
+    def __init__(self, facts: RequestFacts, key_hash: str | None = None) -> None:
         self._facts = facts
-        self._addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None | bool = False
-        self._key: str | None = None
+        self._addr: tuple[int, int] | None | bool = False  # (version, address as an int)
+        self._key = key_hash  # when the caller has computed it already
 
     def key_hash(self) -> str:
         if self._key is None:
             self._key = self._facts.api_key_sha256 or ""
         return self._key
 
-    def in_networks(self, networks: tuple[Network, ...]) -> bool:
+    def in_networks(self, networks: tuple[tuple[int, int, int], ...]) -> bool:
+        """Whether the client address is in any of ``networks`` (``compile_network``)."""
         if self._addr is False:
-            self._addr = _address(self._facts.client_ip)
-        addr = self._addr
-        if addr is None or isinstance(addr, bool):
+            self._addr = _parse_address(self._facts.client_ip)
+        if self._addr is None or isinstance(self._addr, bool):
             return False
-        return any(addr.version == net.version and addr in net for net in networks)
+        version, ip = self._addr
+        for net_version, net, mask in networks:
+            if net_version == version and ip & mask == net:
+                return True
+        return False
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255, no leading zeros
+_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+
+
+def _parse_address(ip: str) -> tuple[int, int] | None:
+    """(version, address as an int) as ``_address`` reads ``ip``; None if it is no address.
+    Dotted IPv4 -- what ipaddress accepts as IPv4, exactly -- is read without its objects."""
+    if _IPV4.fullmatch(ip):
+        a, b, c, d = ip.split(".")
+        return 4, int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+    addr = _address(ip)
+    return None if addr is None else (addr.version, int(addr))
 
 
 def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -117,20 +204,108 @@ class AppSpec:
     match: MatchSpec | None
     routes: tuple[RouteSpec, ...] = ()
     shadow: bool = False
+    # (route, its compiled glob or None for a plain name), set in __post_init__
+    _route_globs: tuple[tuple[RouteSpec, Glob | None], ...] = field(
+        init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_route_globs", tuple(
+            (r, compile_glob(r.pattern) if _GLOB_CHARS.search(r.pattern) else None)
+            for r in self.routes))
 
     def route_for(self, model: str) -> RouteSpec | None:
-        return next((r for r in self.routes if r.applies_to(model)), None)
+        """The first route whose glob matches ``model`` (as ``RouteSpec.applies_to``)."""
+        for route, glob in self._route_globs:
+            if route.pattern == model or (glob is not None and glob(model) is not None):
+                return route
+        return None
 
 
 DEFAULT_APP = AppSpec(name="default", match=None)
 
 
-def choose_app(apps: tuple[AppSpec, ...], facts: RequestFacts) -> AppSpec:
-    probe = Probe(facts)
+def choose_app(
+    apps: tuple[AppSpec, ...], facts: RequestFacts, probe: Probe | None = None
+) -> AppSpec:
+    """The first app whose match holds, else ``DEFAULT_APP`` (uncached; see ``AppMatcher``)."""
+    probe = probe or Probe(facts)
     for app in apps:
-        if app.match is None or app.match.matches(facts, probe):
+        if app.match is None or app.match._test(facts, probe):
             return app
     return DEFAULT_APP
+
+
+class AppMatcher:
+    """``choose_app`` for one rules file, remembering the app each caller identity chose.
+
+    The identity (``key``) holds exactly the call fields the apps' matches read, and only those
+    some app up to the first catch-all (an app without ``match``) reads, so it is cheap to build
+    and the app is a function of it. The API key enters only as its SHA-256, and only when some
+    app matches on it. The cache holds at most ``MAX_ENTRIES`` identities (it is cleared when
+    full: a sidecar sees few distinct callers); an identity longer than ``MAX_KEY_CHARS``
+    characters (huge user agents or header values) is matched every time instead of cached.
+    """
+
+    MAX_ENTRIES = 4096
+    MAX_KEY_CHARS = 1024
+
+    __slots__ = ("_apps", "_cache", "_constant", "_fields", "_hash_at", "_headers")
+
+    def __init__(self, apps: tuple[AppSpec, ...]) -> None:
+        self._apps = apps
+        reads: set[str] = set()
+        for app in apps:
+            if app.match is None:
+                break  # it takes every call that reaches it: the apps after it are never tried
+            reads |= app.match.reads()
+        fields = [f for f in ("proxy_user", "listener", "client_ip", "api_key_sha256",
+                              "user_agent") if f in reads]
+        # one C call for all the fields (a single field comes back bare, which is as good a key)
+        self._fields: Callable[[RequestFacts], Any] = attrgetter(*fields) if fields else _none
+        # where the key holds the API key's hash (so a miss does not hash it again)
+        self._hash_at = (None if "api_key_sha256" not in fields
+                         else -1 if len(fields) == 1 else fields.index("api_key_sha256"))
+        self._headers = tuple(sorted(r[7:] for r in reads if r.startswith("header:")))
+        # nothing is read: every call chooses the same app
+        self._constant = None if reads else choose_app(apps, RequestFacts(model=""))
+        self._cache: dict[tuple[Any, ...], AppSpec] = {}
+
+    def key(self, facts: RequestFacts) -> tuple[Any, ...]:
+        """The caller identity: what the matches read, in a fixed order."""
+        return self._fields(facts), tuple(map(facts.headers.get, self._headers))
+
+    def choose(self, facts: RequestFacts) -> AppSpec:
+        if self._constant is not None:
+            return self._constant
+        key = self.key(facts)
+        app = self._cache.get(key)
+        if app is None:
+            at = self._hash_at
+            probe = Probe(facts) if at is None else Probe(
+                facts, (key[0] if at < 0 else key[0][at]) or "")
+            app = choose_app(self._apps, facts, probe)
+            if _chars(key) <= self.MAX_KEY_CHARS:
+                if len(self._cache) >= self.MAX_ENTRIES:
+                    self._cache.clear()
+                self._cache[key] = app
+        return app
+
+    def __len__(self) -> int:
+        """How many identities are cached."""
+        return len(self._cache)
+
+
+def _none(facts: RequestFacts) -> None:
+    return None
+
+
+def _chars(value: Any) -> int:
+    """The characters of the strings in a (nested) key."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, tuple):
+        return sum(_chars(v) for v in value)
+    return 0
 
 
 _APP_KEYS = {"name", "match", "routes", "shadow"}

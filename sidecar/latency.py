@@ -3,12 +3,16 @@
 Two exponentially weighted averages per model: seconds to first token (streams) and seconds per
 output token (the whole call for non-streamed requests, the part after the first token for
 streams). Models not yet observed fall back to the catalog's priors. The clock is injected.
+
+``estimate`` answers for one model, with how the figure was obtained (``explain`` shows it);
+``seconds`` and ``stale`` answer for a whole pool at once, without an object per model: that is
+the per-call scan of ``prefer: fast`` (``sidecar.policy``), and it computes the very same floats.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sidecar.catalog import ModelSpec
@@ -81,15 +85,48 @@ class LatencyTracker:
         tps = spec.tokens_per_second_prior or DEFAULT_TOKENS_PER_SECOND
         return LatencyEstimate(ttft + output_tokens / tps, False, _n(seen))
 
+    def seconds(
+        self, specs: Sequence[ModelSpec], *, stream: bool, output_tokens: int,
+        priors: Sequence[float] | None = None,
+    ) -> list[float]:
+        """``estimate(spec, ...).seconds`` for each of ``specs``, in order, by the same arithmetic.
+        ``priors``: ``prior_seconds`` of each spec for this ``stream``/``output_tokens``, when the
+        caller keeps them (they never change)."""
+        if priors is None:
+            priors = [prior_seconds(s, stream=stream, output_tokens=output_tokens) for s in specs]
+        get = self._models.get
+        if stream:
+            return [p if (seen := get(s.name)) is None or seen.ttft is None else seen.ttft
+                    for s, p in zip(specs, priors, strict=True)]
+        return [
+            p if (seen := get(s.name)) is None
+            else (seen.ttft or 0.0) + seen.per_token * output_tokens if seen.per_token is not None
+            else ((seen.ttft if seen.ttft is not None else s.ttft_prior or DEFAULT_TTFT)
+                  + output_tokens / (s.tokens_per_second_prior or DEFAULT_TOKENS_PER_SECOND))
+            for s, p in zip(specs, priors, strict=True)]
+
     def is_stale(self, model: str) -> bool:
         seen = self._models.get(model)
         return seen is None or self._clock() - seen.last_seen > STALE_AFTER
+
+    def stale(self, models: Iterable[str]) -> list[bool]:
+        """``is_stale`` for each of ``models``, in order, as of one reading of the clock."""
+        get, now = self._models.get, self._clock()
+        return [(seen := get(m)) is None or now - seen.last_seen > STALE_AFTER for m in models]
 
     def snapshot(self) -> dict[str, dict[str, float | int | None]]:
         return {
             name: {"ttft_seconds": o.ttft, "seconds_per_token": o.per_token, "samples": o.samples}
             for name, o in self._models.items()
         }
+
+
+def prior_seconds(spec: ModelSpec, *, stream: bool, output_tokens: int) -> float:
+    """What ``estimate`` says of a model never observed: the catalog's priors (or defaults)."""
+    ttft = spec.ttft_prior or DEFAULT_TTFT
+    if stream:
+        return ttft
+    return ttft + output_tokens / (spec.tokens_per_second_prior or DEFAULT_TOKENS_PER_SECOND)
 
 
 def _ewma(old: float | None, new: float) -> float:

@@ -128,7 +128,7 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
         decision = choose_route(facts, rules, view.latency,
                                 health=Health(providers_down=view.providers_down,
                                               models_down=view.models_down),
-                                app=spec or DEFAULT_APP)
+                                app=spec or DEFAULT_APP, detail=True)
     except SidecarError as e:
         return f"The request would be refused: {e.status_code} {e.message}"
     out = [

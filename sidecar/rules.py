@@ -3,18 +3,23 @@
 ``parse_rules(doc, catalog)`` turns the YAML document into a frozen ``RuleSet`` and raises
 ``FieldError`` with the dotted key at fault; ``load_rules(path)`` adds the file name and line
 (``ConfigError``). A ``RuleSet`` is built whole or not at all, so a failed reload keeps the old one.
+
+A ``RuleSet`` also carries what the routing decision derives from it once instead of per call:
+``app_matcher`` (compiled matches and the caller-identity cache, ``sidecar.apps.AppMatcher``) and
+``memo`` (``sidecar.policy`` keeps its candidate pools and skybands there). Neither is compared
+or printed, and every new ``RuleSet`` -- a reload, a ``replace`` -- starts with fresh ones.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.apps import AppSpec, parse_apps
+from sidecar.apps import AppMatcher, AppSpec, parse_apps
 from sidecar.autotier import DEFAULT_THRESHOLDS, Thresholds
 from sidecar.catalog import (
     REQUESTABLE_TIERS,
@@ -83,6 +88,13 @@ class RuleSet:
     apps: tuple[AppSpec, ...]
     shadow: bool = False
     path: str = ""
+    # derived once per RuleSet (see the module docstring); set in __post_init__
+    app_matcher: AppMatcher = field(init=False, repr=False, compare=False)
+    memo: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "app_matcher", AppMatcher(self.apps))
+        object.__setattr__(self, "memo", {})
 
     def intercept_for(self, host: str, port: int) -> InterceptSpec | None:
         for spec in self.intercept:
@@ -126,7 +138,7 @@ def _with_overlays(doc: Any, base: Catalog, path: str) -> Catalog:
 
 
 def _fields(rules: RuleSet) -> dict[str, Any]:
-    return {name: getattr(rules, name) for name in RuleSet.__dataclass_fields__}
+    return {f.name: getattr(rules, f.name) for f in fields(RuleSet) if f.init}
 
 
 def parse_rules(doc: Any, builtin: Catalog) -> RuleSet:

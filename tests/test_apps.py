@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import ipaddress
+import random
 import textwrap
 from typing import Any
 
 import pytest
 
-from sidecar.apps import DEFAULT_APP, AppSpec, MatchSpec, RouteSpec, choose_app, parse_match
+from sidecar.apps import (
+    DEFAULT_APP,
+    AppMatcher,
+    AppSpec,
+    MatchSpec,
+    RouteSpec,
+    _parse_address,
+    choose_app,
+    parse_match,
+)
 from sidecar.catalog import Catalog, load_builtin_catalog, parse_models
 from sidecar.errors import ConfigError
 from sidecar.facts import RequestFacts
@@ -243,3 +255,236 @@ def test_route_for_first_matching_glob_wins(model: str, expected: str) -> None:
 def test_route_for_without_a_matching_route_is_none() -> None:
     spec = AppSpec(name="a", match=None, routes=parse_routes("gpt-4o: economy\n"))
     assert spec.route_for("gpt-4o-mini") is None
+
+
+# --- compiled matches and the caller-identity cache -----------------------------------------
+
+def reference_matches(spec: MatchSpec, call: RequestFacts) -> bool:
+    """MatchSpec.matches as it was before compiling: fnmatch and ipaddress on every call."""
+    if spec.proxy_user is not None and call.proxy_user != spec.proxy_user:
+        return False
+    if spec.listen is not None and call.listener != spec.listen:
+        return False
+    if spec.client:
+        try:
+            addr = ipaddress.ip_address(call.client_ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if not any(addr.version == n.version and addr in n for n in spec.client):
+            return False
+    if spec.api_key_sha256 is not None and not (call.api_key_sha256 or "").startswith(
+            spec.api_key_sha256):
+        return False
+    if spec.user_agent is not None and not fnmatch.fnmatchcase(call.user_agent, spec.user_agent):
+        return False
+    return all(name in call.headers and fnmatch.fnmatchcase(call.headers[name], glob)
+               for name, glob in spec.header)
+
+
+GLOBS = ["review", "rev*", "*", "?eview", "re[vw]iew", "re[!v]iew", "a.b", "a+b", "(x)", "[*]",
+         "team-1*", "x\\y", "*-prod", "", "[a-c]?*"]
+VALUES = ["review", "reweiw", "rewiew", "REVIEW", "a.b", "axb", "a+b", "(x)", "*", "team-12",
+          "team-1", "x\\y", "svc-prod", "", "b9z", "line\nbreak", "agent/1.0"]
+NETWORKS = ["10.1.0.0/16", "10.0.0.0/8", "10.1.2.3", "0.0.0.0/0", "fd00::/8", "::/0",
+            "::ffff:10.1.0.0/112", "2001:db8::/32", "192.168.1.0/24", "::1"]
+ADDRESSES = ["10.1.2.3", "10.2.0.1", "::ffff:10.1.2.3", "::ffff:192.168.1.9", "fd12::1",
+             "2001:db8::5", "::1", "127.0.0.1", "not-an-ip", "", "fe80::1%eth0", "192.168.1.255"]
+
+
+def random_match(rnd: random.Random) -> MatchSpec:
+    raw: dict[str, Any] = {}
+    while not raw:
+        if rnd.random() < 0.3:
+            raw["proxy_user"] = rnd.choice(["a", "b"])
+        if rnd.random() < 0.4:
+            raw["client"] = rnd.sample(NETWORKS, rnd.randint(1, 3))
+        if rnd.random() < 0.3:
+            raw["header"] = {name: rnd.choice(GLOBS) for name in rnd.sample(["x-app", "x-env"],
+                                                                             rnd.randint(1, 2))}
+        if rnd.random() < 0.2:
+            raw["api_key_sha256"] = rnd.choice([KEY_HASH[:6], KEY_HASH[:6].upper(), "abcd"])
+        if rnd.random() < 0.2:
+            raw["listen"] = rnd.choice(["proxy", "reverse"])
+        if rnd.random() < 0.3:
+            raw["user_agent"] = rnd.choice([g for g in GLOBS if g])
+    return parse_match(raw)
+
+
+def random_facts(rnd: random.Random) -> RequestFacts:
+    headers = {name: rnd.choice(VALUES) for name in ("x-app", "x-env", "user-agent")
+               if rnd.random() < 0.6}
+    if rnd.random() < 0.5:
+        headers["authorization"] = rnd.choice([f"Bearer {KEY}", "Bearer other", f"Basic {KEY}"])
+    return facts(proxy_user=rnd.choice([None, "a", "b"]), listener=rnd.choice(["proxy", "reverse"]),
+                 client_ip=rnd.choice(ADDRESSES), headers=headers)
+
+
+def test_compiled_matches_decide_as_fnmatch_and_ipaddress_do() -> None:
+    rnd = random.Random(7)
+    outcomes = set()
+    for _ in range(3000):
+        spec, call = random_match(rnd), random_facts(rnd)
+        expected = reference_matches(spec, call)
+        assert spec.matches(call) is expected, (spec, call)
+        outcomes.add(expected)
+    assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("network, address, expected", [
+    ("10.1.0.0/16", "10.1.255.255", True),
+    ("10.1.0.0/16", "10.0.255.255", False),
+    ("10.1.0.0/16", "::ffff:10.1.0.9", True),  # IPv4-mapped: compared as IPv4
+    ("::ffff:10.1.0.0/112", "::ffff:10.1.0.9", False),  # ...so a mapped network never holds it
+    ("fd00::/8", "fdff:ffff::1", True),
+    ("fd00::/8", "fe00::1", False),
+    ("::/0", "10.1.2.3", False),  # versions never mix
+    ("0.0.0.0/0", "::1", False),
+    ("fe80::/10", "fe80::1%eth0", True),  # a zone does not change the address
+    ("10.1.2.3", "10.1.2.3", True),
+    ("10.1.2.3", "10.1.2.4", False),
+])
+def test_networks_compile_to_integer_checks(network: str, address: str, expected: bool) -> None:
+    spec = parse_match({"client": network})
+    assert spec.matches(facts(client_ip=address)) is expected
+    assert reference_matches(spec, facts(client_ip=address)) is expected
+
+
+@pytest.mark.parametrize("glob, value, expected", [
+    ("rev*", "review", True), ("re?iew", "review", True), ("re[vw]iew", "rewiew", True),
+    ("re[!v]iew", "review", False), ("a.b", "axb", False), ("a+b", "a+b", True),
+    ("[*]", "*", True), ("*", "line\nbreak", True), ("review", "Review", False),
+])
+def test_header_globs_compile_to_fnmatch_regexes(glob: str, value: str, expected: bool) -> None:
+    assert parse_match({"header": {"x-app": glob}}).matches(
+        facts(headers={"x-app": value})) is expected
+    assert fnmatch.fnmatchcase(value, glob) is expected
+
+
+def test_route_globs_compile_as_applies_to_decides() -> None:
+    routes = parse_routes('"gpt-4o*": passthrough\ngpt-4.1: economy\n"o[13]-*": premium\n'
+                          '"gpt-?": standard\n"a.b": economy\n')
+    spec = AppSpec(name="a", match=None, routes=routes)
+    for model in ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4x1", "o1-mini", "o2-mini", "gpt-5",
+                  "gpt-55", "a.b", "aXb", "", "GPT-4o"]:
+        expected = next((r for r in routes if fnmatch.fnmatchcase(model, r.pattern)), None)
+        assert spec.route_for(model) is expected
+        assert all(r.applies_to(model) is fnmatch.fnmatchcase(model, r.pattern) for r in routes)
+
+
+MANY = """  - {name: by-user, match: {proxy_user: a}}
+  - {name: by-header, match: {header: {x-app: 'team-*'}}}
+  - {name: by-net, match: {client: [10.1.0.0/16, 'fd00::/8']}}
+  - {name: by-key, match: {api_key_sha256: '%s'}}
+  - {name: by-agent, match: {user_agent: 'agent/*', listen: reverse}}
+""" % KEY_HASH[:8]
+
+
+def test_the_cache_chooses_as_matching_every_app_does() -> None:
+    rules = parse(MANY)
+    rnd = random.Random(3)
+    chosen = set()
+    for _ in range(2000):
+        call = random_facts(rnd)
+        if rnd.random() < 0.3:
+            call = facts(headers={"x-app": rnd.choice(["team-1", "team-2", "solo"])},
+                         client_ip=rnd.choice(ADDRESSES))
+        app = rules.app_matcher.choose(call)
+        assert app is choose_app(rules.apps, call), call
+        chosen.add(app.name)
+    assert chosen == {"by-user", "by-header", "by-net", "by-key", "by-agent", "default"}
+    assert 0 < len(rules.app_matcher) < 2000  # callers repeat: the cache holds each once
+
+
+def test_two_callers_with_different_identities_get_their_own_apps() -> None:
+    rules = parse(MANY)
+    matcher = rules.app_matcher
+    inside, outside = facts(client_ip="10.1.9.9"), facts(client_ip="10.2.9.9")
+    for _ in range(2):  # the second round is answered from the cache
+        assert matcher.choose(inside).name == "by-net"
+        assert matcher.choose(outside).name == "default"
+    assert len(matcher) == 2
+    keyed = facts(headers={"authorization": f"Bearer {KEY}"})
+    other = facts(headers={"authorization": "Bearer sk-someone-else"})
+    assert (matcher.choose(keyed).name, matcher.choose(other).name) == ("by-key", "default")
+
+
+def test_the_identity_holds_only_what_the_matches_read_and_never_the_key() -> None:
+    call = facts(proxy_user="a", client_ip="10.1.2.3", listener="reverse",
+                 headers={"authorization": f"Bearer {KEY}", "x-app": "team-1",
+                          "user-agent": "agent/1", "x-other": "ignored"})
+    full = parse(MANY).app_matcher.key(call)
+    assert KEY not in repr(full) and KEY_HASH in repr(full)
+    assert "ignored" not in repr(full)
+    by_user = parse("  - {name: u, match: {proxy_user: a}}\n").app_matcher
+    assert by_user.key(call) == by_user.key(facts(proxy_user="a"))  # the address is not read
+    assert KEY_HASH not in repr(by_user.key(call))
+    assert by_user.choose(facts(proxy_user="a")).name == "u"
+
+
+def test_apps_after_a_catch_all_are_not_read_and_a_constant_choice_is_not_cached() -> None:
+    rules = parse("  - {name: all}\n  - {name: never, match: {proxy_user: a}}\n")
+    assert rules.app_matcher.key(facts(proxy_user="a")) == (None, ())
+    assert rules.app_matcher.choose(facts(proxy_user="a")).name == "all"
+    assert len(rules.app_matcher) == 0
+    assert AppMatcher(()).choose(facts()) is DEFAULT_APP
+
+
+def test_a_reloaded_rule_set_starts_a_new_cache() -> None:
+    old = parse(MANY)
+    old.app_matcher.choose(facts(proxy_user="a"))
+    new = parse(MANY.replace("proxy_user: a", "proxy_user: b"))
+    assert new.app_matcher is not old.app_matcher and len(new.app_matcher) == 0
+    assert new.app_matcher.choose(facts(proxy_user="a")).name == "default"
+    assert old.app_matcher.choose(facts(proxy_user="a")).name == "by-user"
+    assert old == parse(MANY)  # the matcher is not part of the rules' value
+
+
+def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AppMatcher, "MAX_ENTRIES", 16)
+    rules = parse(MANY)
+    for i in range(100):
+        call = facts(client_ip=f"10.1.0.{i}")
+        assert rules.app_matcher.choose(call).name == "by-net"
+        assert len(rules.app_matcher) <= 16
+    assert len(rules.app_matcher) == 4  # cleared when full: 100 = 6 * 16 + 4
+
+
+def test_huge_identities_are_matched_but_not_cached() -> None:
+    rules = parse(MANY)
+    call = facts(headers={"x-app": "team-" + "x" * AppMatcher.MAX_KEY_CHARS})
+    assert rules.app_matcher.choose(call).name == "by-header"
+    assert len(rules.app_matcher) == 0
+
+
+def test_addresses_are_read_as_ipaddress_reads_them() -> None:
+    rnd = random.Random(9)
+    texts = ["10.1.2.3", "0.0.0.0", "255.255.255.255", "256.1.1.1", "010.1.2.3", "1.2.3",
+             "1.2.3.4.5", "1.2.3.4\n", " 1.2.3.4", "1.2.3.04", "1.2.3.00", "١.2.3.4", "1..3.4",
+             "::ffff:1.2.3.4", "::1", "fe80::1%eth0", "", "x", "1.2.3.-4", "+1.2.3.4"]
+    texts += [".".join(str(rnd.choice((0, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 999)))
+                       for _ in range(4)) for _ in range(300)]
+    for text in texts:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            expected = None
+        else:
+            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
+            expected = (addr.version, int(addr))
+        assert _parse_address(text) == expected, text
+
+
+@pytest.mark.parametrize("apps", [
+    "  - {name: k, match: {api_key_sha256: '%s'}}\n" % KEY_HASH[:8],  # the key alone
+    "  - {name: u, match: {proxy_user: x}}\n  - {name: k, match: {api_key_sha256: '%s'}}\n"
+    % KEY_HASH[:8],
+])
+def test_a_key_hash_in_the_identity_is_the_one_matched(apps: str) -> None:
+    matcher = parse(apps).app_matcher
+    for _ in range(2):
+        assert matcher.choose(facts(headers={"authorization": f"Bearer {KEY}"})).name == "k"
+        assert matcher.choose(facts(headers={"authorization": "Bearer nope"})).name == "default"
+        assert matcher.choose(facts()).name == "default"

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sidecar.catalog import ModelSpec
 from sidecar.latency import (
-    ALPHA, DEFAULT_TOKENS_PER_SECOND, DEFAULT_TTFT, STALE_AFTER, LatencyEstimate, LatencyTracker,
+    ALPHA,
+    DEFAULT_TOKENS_PER_SECOND,
+    DEFAULT_TTFT,
+    STALE_AFTER,
+    LatencyEstimate,
+    LatencyTracker,
+    prior_seconds,
 )
 
 
@@ -126,3 +134,41 @@ def test_snapshot(tracker: LatencyTracker) -> None:
         "m": {"ttft_seconds": 1.0, "seconds_per_token": pytest.approx(0.04), "samples": 1},
         "n": {"ttft_seconds": None, "seconds_per_token": None, "samples": 1},
     }
+
+
+def test_seconds_for_a_pool_are_the_estimates_to_the_bit(clock: Clock) -> None:
+    """``seconds`` is the per-call scan of prefer=fast: the very floats ``estimate`` gives."""
+    rnd = random.Random(4)
+    tracker = LatencyTracker(clock=clock)
+    specs = [spec(f"m{i}", ttft=rnd.choice((None, 0.0, 0.3, 1.7)),
+                  tps=rnd.choice((None, 0.0, 33.3, 120.0))) for i in range(60)]
+    for s in specs:
+        kind = rnd.randrange(5)
+        if kind == 1:
+            tracker.record(s.name, duration=rnd.uniform(0.1, 9))  # no usage: no rate
+        elif kind == 2:
+            tracker.record(s.name, duration=rnd.uniform(1, 9), output_tokens=rnd.randint(1, 500))
+        elif kind == 3:
+            tracker.record(s.name, duration=rnd.uniform(1, 9), ttft=rnd.uniform(0, 1),
+                           output_tokens=rnd.choice((None, 200)))
+        elif kind == 4:
+            tracker.penalize(s.name)
+    for stream in (True, False):
+        for output in (0, 1, 256, 500):
+            expected = [tracker.estimate(s, stream=stream, output_tokens=output).seconds
+                        for s in specs]
+            assert tracker.seconds(specs, stream=stream, output_tokens=output) == expected
+            priors = [prior_seconds(s, stream=stream, output_tokens=output) for s in specs]
+            assert tracker.seconds(specs, stream=stream, output_tokens=output,
+                                   priors=priors) == expected
+            assert priors == [LatencyTracker().estimate(s, stream=stream,
+                                                        output_tokens=output).seconds
+                              for s in specs]
+
+
+def test_stale_for_many_models(tracker: LatencyTracker, clock: Clock) -> None:
+    tracker.record("old", duration=1.0)
+    clock.now += STALE_AFTER + 1
+    tracker.record("new", duration=1.0)
+    names = ["old", "new", "never"]
+    assert tracker.stale(names) == [tracker.is_stale(n) for n in names] == [True, False, True]

@@ -46,12 +46,31 @@ def rules(extra: str = "") -> RuleSet:
 
 
 def route(**facts: Any) -> RouteDecision:
+    """The decision with ``detail`` (every candidate and exclusion), checked against the fast
+    path: the same plan and intent, or the same error (each path with the same rng state)."""
     options = {k: facts.pop(k) for k in ("health", "rng", "explore_rate", "latency", "rules")
                if k in facts}
     facts.setdefault("model", "auto")
     facts.setdefault("prompt_tokens", 1000)
-    return choose_route(RequestFacts(**facts), options.pop("rules", None) or rules(),
-                        options.pop("latency", None) or LatencyTracker(), **options)
+    call = RequestFacts(**facts)
+    ruleset = options.pop("rules", None) or rules()
+    latency = options.pop("latency", None) or LatencyTracker()
+    rng = options.pop("rng", None)
+    twin = None if rng is None else random.Random()
+    if twin is not None:
+        twin.setstate(rng.getstate())
+    try:
+        fast = choose_route(call, ruleset, latency, rng=twin, **options)
+    except Exception as e:  # the detailed path must fail the same way
+        with pytest.raises(type(e)) as info:
+            choose_route(call, ruleset, latency, rng=rng, detail=True, **options)
+        assert str(info.value) == str(e)
+        raise
+    detailed = choose_route(call, ruleset, latency, rng=rng, detail=True, **options)
+    assert (fast.plan, fast.kind, fast.prefer, fast.tier, fast.rule, fast.app) == (
+        detailed.plan, detailed.kind, detailed.prefer, detailed.tier, detailed.rule, detailed.app)
+    assert fast.candidates == detailed.candidates[:len(fast.candidates)]
+    return detailed
 
 
 def plan(decision: RouteDecision) -> list[str]:
