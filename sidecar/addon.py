@@ -661,6 +661,13 @@ class LowerHeaders(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         return self._data[key]
 
+    # The Mapping mixins answer these by catching KeyError: slow for the absent names (most).
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
     def __iter__(self) -> Any:
         return iter(self._data)
 
