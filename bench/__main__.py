@@ -27,6 +27,7 @@ from bench.procs import QUIET, REPO, pin, wait_quiet
 from bench.run import CONFIGS, SMOKE, Plan, measure
 
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
+README_MD = REPO / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny run (the test suite's)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument("--workdir", type=Path, help="logs, CA and rules (default: a temp dir)")
-    parser.add_argument("--write-md", action="store_true", help="refresh bench/RESULTS.md")
+    parser.add_argument("--write-md", action="store_true",
+                        help="refresh the table in bench/RESULTS.md and the README")
     parser.add_argument("--only", default="", metavar="KEY,...",
                         help=f"measure only these rows: {', '.join(c.key for c in CONFIGS)}")
     parser.add_argument("--no-hold", action="store_true", help="skip the open-streams RSS cells")
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results_md(result: dict[str, Any], markdown: str) -> None:
+    """The table between the markers of bench/RESULTS.md, and of the README when it has them."""
     meta = result["meta"]
     m = meta["machine"]
     block = (f"{BEGIN}\nMeasured {meta['date']} on {m['cpu']} ({m['cores']} cores, "
@@ -106,8 +109,15 @@ def write_results_md(result: dict[str, Any], markdown: str) -> None:
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else f"# Benchmark results\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text:
         text += f"\n{BEGIN}\n{END}\n"
+    RESULTS_MD.write_text(_between(text, block))
+    readme = README_MD.read_text()
+    if BEGIN in readme:
+        README_MD.write_text(_between(readme, block))
+
+
+def _between(text: str, block: str) -> str:
     head, rest = text.split(BEGIN, 1)
-    RESULTS_MD.write_text(head + block + rest.split(END, 1)[1])
+    return head + block + rest.split(END, 1)[1]
 
 
 if __name__ == "__main__":
