@@ -93,31 +93,32 @@ def main(argv: list[str] | None = None) -> int:
     markdown = report.render_markdown(result)
     args.out.with_suffix(".md").write_text(markdown + "\n")
     if args.write_md:
-        write_results_md(result, markdown)
+        write_results_md(result)
     print(f"wrote {args.out} ({result['meta']['seconds']} s)")
     return 0
 
 
-def write_results_md(result: dict[str, Any], markdown: str) -> None:
-    """The table between the markers of bench/RESULTS.md, and of the README when it has them."""
+def write_results_md(result: dict[str, Any]) -> None:
+    """The tables between the markers of bench/RESULTS.md (with the ratios and micro-benchmarks)
+    and of the README (the tables only), when it has them."""
     meta = result["meta"]
     m = meta["machine"]
-    block = (f"{BEGIN}\nMeasured {meta['date']} on {m['cpu']} ({m['cores']} cores, "
-             f"{m['memory_gib']} GiB), {m['os']}, Python {m['python']}, mitmproxy "
-             f"{m['mitmproxy']}; `{meta['command']}` took {meta['seconds']} s.\n\n"
-             f"{markdown}\n{END}")
+    measured = (f"Measured {meta['date']} on {m['cpu']} ({m['cores']} cores, "
+                f"{m['memory_gib']} GiB), {m['os']}, Python {m['python']}, mitmproxy "
+                f"{m['mitmproxy']}; `{meta['command']}` took {meta['seconds']} s.")
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else f"# Benchmark results\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text:
         text += f"\n{BEGIN}\n{END}\n"
-    RESULTS_MD.write_text(_between(text, block))
+    RESULTS_MD.write_text(_between(text, f"{measured}\n\n{report.render_markdown(result)}"))
     readme = README_MD.read_text()
     if BEGIN in readme:
-        README_MD.write_text(_between(readme, block))
+        README_MD.write_text(_between(readme, f"{measured}\n\n"
+                                              f"{report.render_markdown(result, details=False)}"))
 
 
 def _between(text: str, block: str) -> str:
     head, rest = text.split(BEGIN, 1)
-    return head + block + rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{block}\n{END}{rest.split(END, 1)[1]}"
 
 
 if __name__ == "__main__":

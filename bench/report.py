@@ -173,7 +173,8 @@ def _details(result: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_markdown(result: dict[str, Any]) -> str:
+def render_markdown(result: dict[str, Any], *, details: bool = True) -> str:
+    """The table and the targets (and, with ``details``, the ratios and micro-benchmarks)."""
     lines = table_rows(result["rows"])
     md = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     md += ["| " + " | ".join(x) + " |" for x in lines]
@@ -181,5 +182,6 @@ def render_markdown(result: dict[str, Any]) -> str:
     for t in result["targets"]:
         mark = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         md.append(f"| {t['target']} | {_f(t['value'], 2)} | {t['goal']} | {mark} |")
-    md += ["", "```", *_details(result), "```"]
+    if details:
+        md += ["", "```", *_details(result), "```"]
     return "\n".join(md)
