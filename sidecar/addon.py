@@ -88,7 +88,7 @@ class FlowState:
     original: tuple[str, str, int, str] = ("", "", 0, "")  # scheme, host, port, path
     headers_added: bool = False
     forwarded: bool = False  # the flow was rewritten and sent on (vs. answered by us)
-    relayed: bool = False  # sent through the relay (fallbacks, streams)
+    relayed: bool = False  # sent through the relay (fallbacks, Responses calls)
     shadow: bool = False  # decided, but forwarded unchanged
     include_usage: bool = False
     job: Job | None = None  # the relay's job (fallbacks, Responses calls)
@@ -365,7 +365,7 @@ class Sidecar:
         if state.relayed or state.call is None:
             response.stream = StreamTimer(self, state)  # the relay already produced the SSE
         else:
-            state.transform = direct_stream(state.call, response, state.include_usage)
+            state.transform = direct_stream(state.call, flow, state.include_usage)
             response.stream = StreamTimer(self, state, state.transform)
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -632,19 +632,20 @@ def point(req: http.Request, endpoint: Endpoint, path: str, headers: Mapping[str
     req.raw_content = body
 
 
-def direct_stream(call: UpstreamCall, response: http.Response, include_usage: bool
+def direct_stream(call: UpstreamCall, flow: http.HTTPFlow, include_usage: bool
                   ) -> Callable[[bytes], list[bytes]] | None:
     """A fast-path stream's transform (usage read, Bedrock event stream -> chat SSE), with the
     response headers made fit for a body whose length changes. None when the provider
     compressed the stream anyway (it is then passed through as it is, usage unread)."""
-    headers = response.headers
+    assert flow.response is not None
+    headers = flow.response.headers
     if headers.get("content-encoding", "identity").lower() != "identity":
         return None
     transform = stream_transform(call, request_id=_amzn_request_id(headers),
                                  include_usage=include_usage)
     headers.pop("content-length", None)
-    if response.http_version.startswith("HTTP/1"):
-        headers["transfer-encoding"] = "chunked"
+    if not (flow.request.is_http2 or flow.request.is_http3):  # the app's side; h2 frames itself
+        headers["transfer-encoding"] = "chunked"  # whatever the provider spoke (h2 has no TE)
     if call.kind == "bedrock":
         headers["content-type"] = "text/event-stream; charset=utf-8"
     return transform

@@ -324,6 +324,24 @@ def test_curl(sidecar, confdir, up1, up2, tmp_path):
     assert_up2_served(up1, up2, calls=2, user_agent="curl/", streams=[False, True])
 
 
+@pytest.mark.parametrize(("model", "reply", "served_by"), [
+    ("gpt-4o", CHEAP_REPLY, "cheap-model-v1"),  # auto with fallbacks: the relay
+    ("gpt-4o-mini", "up1 says hi to gpt-4o-mini", "gpt-4o-mini"),  # passthrough: the fast path
+])
+def test_curl_over_http2_streams(sidecar, confdir, up1, up2, tmp_path, model, reply, served_by):
+    """An app speaking HTTP/2 to the sidecar (the provider side is HTTP/1.1): the stream arrives
+    whole, as SSE, on both forwarding paths."""
+    env = {**base_env(tmp_path), **app_env(sidecar, confdir, "curl")}
+    out = run(["curl", "-sS", "-i", "-N", "--http2", "--fail-with-body", "--max-time", "20",
+               "-H", f"authorization: Bearer {APP_KEY}", "-H", "content-type: application/json",
+               "-d", json.dumps({"model": model, "messages": HELLO, "stream": True}), URL], env)
+    responses = out.replace("\r\n", "\n").split("\n\n", 2)  # CONNECT's answer, then the call's
+    assert responses[1].startswith("HTTP/2 200"), out
+    assert "content-type: text/event-stream" in responses[1].lower()
+    deltas, models = sse_deltas(responses[2].splitlines())
+    assert_stream(deltas, models, reply, served_by)
+
+
 # --------------------------------------------------------------------------------------------
 # LangChain's ChatOpenAI
 # --------------------------------------------------------------------------------------------
