@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import socket
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,8 +275,36 @@ def _quiet_mitmproxy() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def logging_off_the_loop() -> Iterator[None]:
+    """Log lines (the access line of every call among them) are formatted where they are logged
+    and written to stderr by a thread (logging's QueueHandler and QueueListener): a slow stderr
+    -- a full pipe to a log collector -- never stalls the event loop that serves the calls."""
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    listener = logging.handlers.QueueListener(lines, stderr)
+    queued = logging.handlers.QueueHandler(lines)  # merges the message (and any traceback)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(queued)
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()  # writes what is queued
+        root.removeHandler(queued)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with logging_off_the_loop():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     _quiet_mitmproxy()
     config = RunConfig(
         rules=Path(args.rules), listen_host=args.listen_host, proxy_port=args.proxy_port,

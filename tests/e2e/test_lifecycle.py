@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -78,3 +82,45 @@ def test_listeners_queue_a_burst_of_new_connections(sidecar):
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
         sacked = struct.unpack_from("I", info, 28)[0]  # after 8 bytes and 5 u32 (tcp_info)
         assert sacked == LISTEN_BACKLOG
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_stalled_stderr_does_not_stall_calls(rules_path, confdir, up1, up2):
+    """`model-router run` with its stderr a pipe nobody reads (a stuck log collector): far more
+    access lines than the pipe holds, and every call is still answered at once; the lines are
+    all written once the pipe drains."""
+    reverse, metrics = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "run", "--rules", str(rules_path), "--confdir",
+         str(confdir), "--proxy-port", "off", "--reverse-port", str(reverse),
+         "--metrics-port", str(metrics)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
+    calls = 400  # ~450 bytes of access line each: about three pipe buffers (64 KiB)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{metrics}/readyz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "sidecar did not start"
+            time.sleep(0.1)
+        with requests.Session() as app:
+            app.trust_env = False
+            for _ in range(calls):
+                resp = app.post(f"http://127.0.0.1:{reverse}/v1/chat/completions", timeout=5,
+                                headers={"authorization": f"Bearer {APP_KEY}"},
+                                json={"model": "gpt-4o", "messages": [
+                                    {"role": "user", "content": "hi"}]})
+                assert resp.status_code == 200
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1].decode()
+    assert err.count("sidecar.access: {") == calls
