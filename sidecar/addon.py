@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,12 +325,13 @@ class Sidecar:
             respond_error(flow, InternalError("The model-router sidecar failed to examine this "
                                               "request; it was not forwarded."))
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         state = flow.metadata.get("sidecar")
         if not isinstance(state, FlowState) or flow.response or flow.error or not flow.live:
-            return
+            return None
+        pending = None
         try:
-            self._route(flow, state)
+            pending = self._route(flow, state)
         except SidecarError as e:
             respond_error(flow, e)
         except Exception:  # noqa: BLE001 - a bug must answer the app, never forward the flow
@@ -338,6 +339,7 @@ class Sidecar:
             respond_error(flow, InternalError("The model-router sidecar failed to route this "
                                               "request; it was not forwarded."))
         state.overhead_ms = (self.clock() - state.started) * 1000
+        return pending  # mitmproxy awaits it: a plan answered here (``_answer_here``)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         address = data.server.address
@@ -356,9 +358,9 @@ class Sidecar:
                                               "the provider's answer."))
 
     def _on_headers(self, flow: http.HTTPFlow, state: FlowState, response: http.Response) -> None:
-        if state.relayed:
-            served = response.headers.pop(SERVED_HEADER, None)
-            state.target = state.plan[int(served)] if served is not None else None
+        served = response.headers.pop(SERVED_HEADER, None) if state.relayed else None
+        if served is not None:  # (an answer made in the request hook has none left)
+            state.target = state.plan[int(served)]
         add_router_headers(response.headers, state)
         if state.facts is None or not state.facts.stream or response.status_code >= 300:
             return  # buffered: the response hook sees (and may translate) the whole body
@@ -485,7 +487,9 @@ class Sidecar:
             return True
         return rules.intercept_for(host, flow.request.port) is not None
 
-    def _route(self, flow: http.HTTPFlow, state: FlowState) -> None:
+    def _route(self, flow: http.HTTPFlow, state: FlowState) -> Awaitable[None] | None:
+        """Decide, and point the flow where it goes; or, for a call with fallbacks whose answer
+        is buffered anyway, return what serves it right in the hook."""
         rules, dispatcher = self.rules, self.dispatcher
         assert rules is not None and dispatcher is not None
         req = flow.request
@@ -528,11 +532,31 @@ class Sidecar:
         # The relay only where mitmproxy cannot do it: falling back to the next model before
         # the app sees a byte, and Responses calls (translated, or sent natively with usage).
         relay = api == "responses" or len(state.plan) > 1
-        if body is not None and relay and self.relay:
-            self._send_via_relay(flow, state, prepare)
-        else:
+        if not (body is not None and relay and self.relay):
             self._send_direct(flow, state, prepare(state.plan[0]))
-        state.forwarded = True
+            state.forwarded = True
+            return None
+        state.relayed = state.forwarded = True
+        state.job = Job(plan=state.plan, prepare=prepare, include_usage=state.include_usage)
+        if not facts.stream:
+            return self._answer_here(flow, state, state.job)
+        # A stream: mitmproxy streams only what a server sends, so the relay serves it.
+        point(flow.request, self.relay.endpoint, self.relay.submit(state.job), {}, b"")
+        return None
+
+    async def _answer_here(self, flow: http.HTTPFlow, state: FlowState, job: Job) -> None:
+        """The plan served by the relay's attempts, in the ``request`` hook: the answer becomes
+        the flow's response (the flow still points at the fail-closed sentinel)."""
+        assert self.relay is not None
+        try:
+            status, headers, body = await self.relay.answer(job)
+            served = headers.pop(SERVED_HEADER, None)
+            state.target = state.plan[int(served)] if served is not None else None
+            flow.response = http.Response.make(status, body, headers)
+        except Exception:  # noqa: BLE001 - a bug must answer the app, never forward the flow
+            log.exception("serving the plan failed; answering 502 (fail closed)")
+            respond_error(flow, InternalError("The model-router sidecar failed while serving "
+                                              "this request."))
 
     def _send_direct(self, flow: http.HTTPFlow, state: FlowState, call: UpstreamCall) -> None:
         """The fast path: mitmproxy itself sends the call to the one model in the plan (a
@@ -542,15 +566,6 @@ class Sidecar:
         if call.stream:  # read (usage, Bedrock frames) as it arrives: no compression
             headers = {**headers, "accept-encoding": "identity"}
         point(flow.request, call.endpoint, call.path, headers, call.body)
-
-    def _send_via_relay(
-        self, flow: http.HTTPFlow, state: FlowState, prepare: Callable[[Target], UpstreamCall]
-    ) -> None:
-        """Plans with fallbacks, and streams: the relay tries each model in turn."""
-        assert self.relay is not None
-        state.relayed = True
-        state.job = Job(plan=state.plan, prepare=prepare, include_usage=state.include_usage)
-        point(flow.request, self.relay.endpoint, self.relay.submit(state.job), {}, b"")
 
 
 INTENT_MODELS = ("auto", "economy", "standard", "premium")

@@ -100,6 +100,15 @@ class Relay:
                 writer.transport.abort()
             await self._server.wait_closed()
 
+    async def answer(self, job: Job) -> Answer:
+        """Serve a job whose answer is buffered anyway (a call that does not stream) right
+        here, for the addon to set as the flow's response: no second HTTP exchange through
+        mitmproxy. The headers carry SERVED_HEADER as the relayed ones do."""
+        out = _Collected()
+        await self._run(job, out)
+        assert out.status is not None
+        return out.status, out.headers, out.body
+
     def submit(self, job: Job) -> str:
         """Register a job; the returned path is where the flow must be sent."""
         job_id = f"{next(self._ids)}"
@@ -130,7 +139,7 @@ class Relay:
 
     # -- the plan ----------------------------------------------------------------------------
 
-    async def _run(self, job: Job, out: _Writer) -> None:
+    async def _run(self, job: Job, out: _Writer | _Collected) -> None:
         answer: Answer | None = None
         for index, target in enumerate(job.plan):
             started = self.clock()
@@ -153,7 +162,7 @@ class Relay:
         await out.answer(status, {**headers, FALLBACKS_HEADER: str(len(job.failures))}, body)
 
     async def _attempt(
-        self, index: int, call: UpstreamCall, job: Job, out: _Writer
+        self, index: int, call: UpstreamCall, job: Job, out: _Writer | _Collected
     ) -> tuple[str, Answer] | None:
         """None when the call was answered; else (why it failed, what to answer if nothing
         else works)."""
@@ -178,7 +187,7 @@ class Relay:
             await response.aclose()
 
     async def _relay_buffered(
-        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer,
+        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer | _Collected,
         started: float,
     ) -> tuple[str, Answer] | None:
         status, name = response.status_code, call.target.name
@@ -197,7 +206,7 @@ class Relay:
         return None
 
     async def _relay_stream(
-        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer,
+        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer | _Collected,
         started: float,
     ) -> tuple[str, Answer] | None:
         transform = job.transform = _transform(call, response, job)
@@ -220,7 +229,7 @@ class Relay:
         return None
 
     async def _pump(
-        self, chunks: AsyncIterator[bytes], transform: Transform, out: _Writer, job: Job
+        self, chunks: AsyncIterator[bytes], transform: Transform, out: _Writer | _Collected, job: Job
     ) -> bool:
         try:
             async for data in chunks:
@@ -375,6 +384,28 @@ def _parse_head(head: bytes) -> tuple[str, int]:
         if name.strip().lower() == "content-length":
             length = int(value.strip())
     return target, length
+
+
+class _Collected:
+    """An answer kept in memory (``Relay.answer``), with the interface of ``_Writer``."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body = b""
+
+    async def start(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.headers = status, dict(headers)
+
+    async def chunks(self, parts: list[bytes]) -> None:
+        self.body += b"".join(parts)
+
+    async def end(self) -> None:
+        pass
+
+    async def answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        await self.start(status, headers)
+        await self.chunks([body])
 
 
 class _Writer:
