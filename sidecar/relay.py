@@ -1,13 +1,15 @@
 """The in-process relay: serves a call from its plan, falling back before the app sees a byte.
 
 mitmproxy cannot re-send a flow to another server once one has answered, and it cannot let an
-addon produce a streamed response (``reference/mitmproxy-findings.md`` §4–5). So calls that may
-need a fallback (a plan with more than one model, or a stream) are pointed at this small HTTP/1.1
-server on 127.0.0.1, on mitmproxy's own event loop. For each target in the plan it sends the
-``UpstreamCall`` with a shared, pooled httpx client; a 429, a 5xx, a connection error, a timeout
-or a stream that dies before its first chunk moves on to the next target. The first answer that
-is not worth retrying is relayed to mitmproxy as it arrives (chunked), Bedrock event streams
-transcoded on the way; if the stream breaks later, it ends with an OpenAI error event.
+addon produce a streamed response (``reference/mitmproxy-findings.md`` §4–5). So the calls that
+may need a fallback (a plan with more than one model) and Responses calls are served here, on
+mitmproxy's own event loop: for each target in the plan the relay sends the ``UpstreamCall``
+with a shared, pooled httpx client; a 429, a 5xx, a connection error, a timeout or a stream
+that dies before its first chunk moves on to the next target. A call that does not stream is
+answered in the addon's ``request`` hook (``Relay.answer``: the answer becomes the flow's
+response). A stream is pointed at this small HTTP/1.1 server on 127.0.0.1, which relays the
+first answer not worth retrying as it arrives (chunked), Bedrock event streams transcoded on the
+way; if the stream breaks later, it ends with an OpenAI error event.
 """
 
 from __future__ import annotations
