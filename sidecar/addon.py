@@ -50,6 +50,7 @@ from sidecar.relay import (
     Job,
     Outcome,
     Relay,
+    json_object,
     stream_failed,
     stream_transform,
     stream_usage,
@@ -382,19 +383,16 @@ class Sidecar:
     def _on_response(self, flow: http.HTTPFlow, state: FlowState, response: http.Response
                      ) -> None:
         add_router_headers(response.headers, state)  # no-op if responseheaders did it
-        usage, stream_ok = stream_result(state)
+        usage, stream_ok = stream_result(state)  # a relayed answer's usage is read there too
         direct = state.forwarded and not state.relayed and state.target is not None
-        if state.forwarded and not response.stream and state.target is not None:
-            if direct and state.provider_type == "bedrock":
-                self._translate_bedrock(flow, state)
-                response = flow.response  # type: ignore[assignment]
+        if direct and not response.stream:  # what mitmproxy fetched itself, buffered
             status = response.status_code
-            if status < 300 and state.api is not None:
-                try:
-                    answer = response.json()
-                except ValueError:
-                    answer = None
-                if not isinstance(answer, dict):
+            if state.provider_type == "bedrock":
+                usage = self._translate_bedrock(flow, state)
+                response = flow.response  # type: ignore[assignment]
+            elif status < 300 and state.api is not None:
+                answer = json_object(response.get_content(strict=False) or b"")
+                if answer is None:
                     self._malformed_answer(flow, state)
                     response = flow.response  # type: ignore[assignment]
                 else:
@@ -442,7 +440,8 @@ class Sidecar:
             code="upstream_malformed_response"))
         flow.response = http.Response.make(status, body, {**keep, **headers})
 
-    def _translate_bedrock(self, flow: http.HTTPFlow, state: FlowState) -> None:
+    def _translate_bedrock(self, flow: http.HTTPFlow, state: FlowState) -> Usage | None:
+        """The Converse answer (or Bedrock error) as OpenAI JSON; the usage of a success."""
         response = flow.response
         assert response is not None and state.target is not None and state.target.spec
         try:
@@ -456,6 +455,7 @@ class Sidecar:
                 if k.lower().startswith(("x-model-router-", "x-request-id", "x-amzn-"))}
         flow.response = http.Response.make(status, json.dumps(body).encode(), {
             **keep, "content-type": "application/json"})
+        return usage_from_openai(body) if status < 300 else None
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any, TypeAlias
 
 import httpx
 
@@ -43,6 +44,7 @@ from sidecar.upstream import HOP_BY_HOP, UpstreamCall
 
 Transform = Callable[[bytes], list[bytes]]
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
+Out: TypeAlias = "_Writer | _Collected"  # where an answer goes: mitmproxy (streamed) or the addon (buffered)
 
 log = logging.getLogger("sidecar")
 
@@ -141,7 +143,7 @@ class Relay:
 
     # -- the plan ----------------------------------------------------------------------------
 
-    async def _run(self, job: Job, out: _Writer | _Collected) -> None:
+    async def _run(self, job: Job, out: Out) -> None:
         answer: Answer | None = None
         for index, target in enumerate(job.plan):
             started = self.clock()
@@ -164,7 +166,7 @@ class Relay:
         await out.answer(status, {**headers, FALLBACKS_HEADER: str(len(job.failures))}, body)
 
     async def _attempt(
-        self, index: int, call: UpstreamCall, job: Job, out: _Writer | _Collected
+        self, index: int, call: UpstreamCall, job: Job, out: Out
     ) -> tuple[str, Answer] | None:
         """None when the call was answered; else (why it failed, what to answer if nothing
         else works)."""
@@ -189,16 +191,19 @@ class Relay:
             await response.aclose()
 
     async def _relay_buffered(
-        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer | _Collected,
+        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: Out,
         started: float,
     ) -> tuple[str, Answer] | None:
         status, name = response.status_code, call.target.name
         body = await _read(response)
-        if _malformed(call, status, body):
-            return "malformed", render_upstream(UpstreamError(
-                f"{name} answered {status} with a body that is not a JSON object",
-                code="upstream_malformed_response"))
-        status, headers, body = _finish_buffered(call, response, body, job)
+        answer = None
+        if call.kind == "openai" and status < 300 and not call.stream:
+            answer = json_object(body)  # the one parse of the answer
+            if answer is None:  # a success that is not a JSON object: worth a fallback
+                return "malformed", render_upstream(UpstreamError(
+                    f"{name} answered {status} with a body that is not a JSON object",
+                    code="upstream_malformed_response"))
+        status, headers, body = _finish_buffered(call, response, body, answer, job)
         if _retryable(call, response.status_code, body):
             return f"status {response.status_code}", (status, headers, body)
         await out.answer(status, {**headers, SERVED_HEADER: str(index),
@@ -208,7 +213,7 @@ class Relay:
         return None
 
     async def _relay_stream(
-        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: _Writer | _Collected,
+        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: Out,
         started: float,
     ) -> tuple[str, Answer] | None:
         transform = job.transform = _transform(call, response, job)
@@ -231,7 +236,7 @@ class Relay:
         return None
 
     async def _pump(
-        self, chunks: AsyncIterator[bytes], transform: Transform, out: _Writer | _Collected, job: Job
+        self, chunks: AsyncIterator[bytes], transform: Transform, out: Out, job: Job
     ) -> bool:
         try:
             async for data in chunks:
@@ -327,38 +332,37 @@ async def _read(response: httpx.Response) -> bytes:
 
 
 def _finish_buffered(
-    call: UpstreamCall, response: httpx.Response, body: bytes, job: Job
+    call: UpstreamCall, response: httpx.Response, body: bytes, answer: dict[str, Any] | None,
+    job: Job,
 ) -> tuple[int, dict[str, str], bytes]:
+    """The answer for the app, and its usage in ``job``. ``answer``: the body of an
+    OpenAI-compatible success, already parsed (each answer is parsed once)."""
     headers = _pass_headers(response.headers)
     status = response.status_code
     if call.kind == "bedrock" and call.target.spec is not None:
-        status, translated = BedrockAdapter.translate(
+        status, answer = BedrockAdapter.translate(
             status, {k.lower(): v for k, v in response.headers.items()}, body,
             spec=call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""))
         headers["content-type"] = "application/json"
-        body = json.dumps(translated).encode()
-    if call.responses is not None and status < 300:
-        completion = json.loads(body)
-        job.usage = usage_from_openai(completion)
-        answer = to_responses_object(completion, request=call.responses,
-                                     response_id=new_response_id(), created_at=int(time.time()))
-        headers["content-type"] = "application/json"
         body = json.dumps(answer).encode()
+    if status < 300 and answer is not None:
+        job.usage = usage_from_openai(answer)
+        if call.responses is not None:
+            translated = to_responses_object(answer, request=call.responses,
+                                             response_id=new_response_id(),
+                                             created_at=int(time.time()))
+            headers["content-type"] = "application/json"
+            body = json.dumps(translated).encode()
     return status, headers, body
 
 
-def _malformed(call: UpstreamCall, status: int, body: bytes) -> bool:
-    """An OpenAI-compatible success that is not a JSON object is a failure worth a fallback."""
-    if call.kind != "openai" or status >= 300 or call.stream:
-        return False
-    return not is_json_object(body)
-
-
-def is_json_object(body: bytes) -> bool:
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` parsed, when it is a JSON object."""
     try:
-        return isinstance(json.loads(body), dict)
-    except (ValueError, UnicodeDecodeError):
-        return False
+        parsed = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _retryable(call: UpstreamCall, status: int, body: bytes) -> bool:
