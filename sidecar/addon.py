@@ -495,7 +495,7 @@ class Sidecar:
         req = flow.request
         _, host, port, path = state.original
         headers = LowerHeaders(req.headers)
-        client = dict(
+        client: dict[str, Any] = dict(
             listener=LISTENER_NAMES.get(flow.client_conn.proxy_mode.type_name, "proxy"),
             client_ip=flow.client_conn.peername[0] if flow.client_conn.peername else "",
             proxy_user=self._proxy_users.get(flow.client_conn)

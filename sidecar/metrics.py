@@ -161,7 +161,7 @@ class Metrics:
 
     def exported_names(self) -> set[str]:
         """Every series name this registry can export (for dashboard checks)."""
-        names = set()
+        names: set[str] = set()
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                     "gauge": ("",)}
         for family in self.registry.collect():  # live gauges are present even when empty

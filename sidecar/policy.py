@@ -170,7 +170,8 @@ def choose_route(
     health = health or _HEALTHY
     app = app or rules.app_matcher.choose(facts)
     route = app.route_for(facts.model)
-    base = {"app": app.name, "requested_model": facts.model, "shadow": app.shadow or rules.shadow}
+    base: dict[str, Any] = {"app": app.name, "requested_model": facts.model,
+                            "shadow": app.shadow or rules.shadow}
     model_tier = facts.model if facts.model in TIERS else None
     wants_auto = facts.model == AUTO or model_tier is not None
     if route is None or (route.kind == PASSTHROUGH and wants_auto):
@@ -189,8 +190,8 @@ def choose_route(
                              plan=(_passthrough(facts, rules, health),), **base)
     if route.kind == "pin":
         assert route.model is not None
-        plan, excluded = _pinned(route, facts, rules, health)
-        return RouteDecision(kind="pin", rule=route.where, plan=plan, excluded=excluded, **base)
+        plan, unfit = _pinned(route, facts, rules, health)
+        return RouteDecision(kind="pin", rule=route.where, plan=plan, excluded=unfit, **base)
     prefer, tier = _intent(route, facts, rules, model_tier)
     auto = None
     if tier == AUTO_TIER:
@@ -293,7 +294,8 @@ def _eligible(
             excluded.append(why)
             continue
         cost = spec.expected_cost(facts.prompt_tokens, output)
-        estimate = latency and latency.estimate(spec, stream=facts.stream, output_tokens=output)
+        estimate = (latency.estimate(spec, stream=facts.stream, output_tokens=output)
+                    if latency is not None else None)
         candidates.append(Candidate(spec, cost, estimate))
     return candidates, excluded
 
@@ -431,7 +433,7 @@ def _ranked_fast(
     band = pool.band(prefer)
     down = health.models_down
     if down:
-        up = [m for m in band if m[4] not in down]
+        up = tuple(m for m in band if m[4] not in down)
         if len(band) - len(up) > SKYBAND_K - MAX_PLAN:
             return None
         band = up
@@ -530,10 +532,10 @@ class _Index:
 
     @classmethod
     def of(cls, rules: RuleSet) -> _Index:
-        index = rules.memo.get(cls.MEMO_KEY)
+        index: _Index | None = rules.memo.get(cls.MEMO_KEY)
         if index is None:
             index = rules.memo[cls.MEMO_KEY] = cls(rules)
-        return index  # type: ignore[no-any-return]
+        return index
 
     def __init__(self, rules: RuleSet) -> None:
         self._providers = frozenset(rules.providers)

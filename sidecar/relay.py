@@ -275,7 +275,7 @@ def stream_transform(call: UpstreamCall, *, request_id: str, include_usage: bool
     translate = call.responses is not None
     keep_usage = include_usage or translate  # the Responses translator needs the usage
     if call.kind == "bedrock" and call.target.spec is not None:
-        base: Transform = BedrockAdapter.transcoder(
+        base: UsageTap | EventStreamToSSE = BedrockAdapter.transcoder(
             call.target.spec, request_id=request_id, include_usage=keep_usage)
     else:
         base = UsageTap(strip=not keep_usage)
@@ -304,14 +304,16 @@ def stream_usage(transform: Transform) -> Usage | None:
         return usage_from_openai({"usage": transform.second.translator.usage})
     if isinstance(transform, UsageTap):
         return transform.usage
-    return usage_from_openai({"usage": transform.translator.usage})
+    if isinstance(transform, EventStreamToSSE):
+        return usage_from_openai({"usage": transform.translator.usage})
+    return None
 
 
 def stream_failed(transform: Transform) -> bool:
     """Whether a finished ``stream_transform`` sent the app an error event (the provider's, or
     one made of a Bedrock exception or a cut-off event stream)."""
     base = transform.first if isinstance(transform, _Chained) else transform
-    return bool(base.error)  # type: ignore[union-attr]
+    return bool(getattr(base, "error", None))  # UsageTap and EventStreamToSSE both keep it
 
 
 def _is_transcoder(transform: Transform) -> bool:
