@@ -124,34 +124,45 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 8)
 
 
-class _Decision(Protocol):
-    app: str
-    requested_model: str
-    reason: str
-
-    @property
-    def target(self) -> _Target: ...
-
-
 class _Target(Protocol):
-    provider: str
-    spec: ModelSpec | None
-
+    @property
+    def provider(self) -> str: ...
+    @property
+    def spec(self) -> ModelSpec | None: ...
     @property
     def name(self) -> str: ...
 
 
-class CallState(Protocol):
-    """What the addon knows about a finished call (its FlowState)."""
+class _Decision(Protocol):
+    @property
+    def app(self) -> str: ...
+    @property
+    def requested_model(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def target(self) -> _Target: ...
 
-    decision: _Decision | None
-    target: _Target | None
-    shadow: bool
-    ttft: float | None
-    overhead_ms: float
-    request_id: str
-    stream: bool
-    failures: list[tuple[Any, str]]
+
+class CallState(Protocol):
+    """What the addon knows about a finished call (its FlowState), read-only."""
+
+    @property
+    def decision(self) -> _Decision | None: ...
+    @property
+    def target(self) -> _Target | None: ...
+    @property
+    def shadow(self) -> bool: ...
+    @property
+    def ttft(self) -> float | None: ...
+    @property
+    def overhead_ms(self) -> float: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def failures(self) -> list[tuple[Any, str]]: ...
 
 
 def call_record(state: CallState, status: int, usage: Usage | None, *, duration: float,

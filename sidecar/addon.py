@@ -786,4 +786,4 @@ def stream_result(state: FlowState) -> tuple[Usage | None, bool]:
 
 
 def _amzn_request_id(headers: http.Headers) -> str:
-    return headers.get("x-amzn-requestid", "")
+    return str(headers.get("x-amzn-requestid", ""))

@@ -200,15 +200,15 @@ def openai_error_page(status: int, message: str) -> bytes:
     return json.dumps(error_body(text, type=kind, code=code)).encode()
 
 
-def _openai_error_response(status: int, message: str = "") -> bytes:
+def _openai_error_response(status_code: int, message: str = "") -> bytes:
     from mitmproxy import http
     from mitmproxy.net.http import http1
 
-    resp = http.Response.make(status, openai_error_page(status, message), {
+    resp = http.Response.make(status_code, openai_error_page(status_code, message), {
         "content-type": "application/json", "connection": "close",
         "x-request-id": f"req_{uuid.uuid4().hex}",
     })
-    return http1.assemble_response(resp)
+    return bytes(http1.assemble_response(resp))
 
 
 def install_openai_error_pages() -> None:
@@ -216,8 +216,8 @@ def install_openai_error_pages() -> None:
     from mitmproxy.proxy.layers.http import _http1, _http2, _http3
 
     _http1.make_error_response = _openai_error_response
-    _http2.format_error = openai_error_page
-    _http3.format_error = openai_error_page
+    for module in (_http2, _http3):  # their error bodies (the status line is the protocol's)
+        setattr(module, "format_error", openai_error_page)  # noqa: B010 - not re-exported
 
 
 class StartupError(SidecarError):
