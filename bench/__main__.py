@@ -45,6 +45,17 @@ def machine() -> dict[str, Any]:
             "mitmproxy": mitmproxy.version.VERSION}
 
 
+def host_speed() -> float:
+    """Milliseconds a fixed pure-Python loop takes on one core (best of 5; lower is faster).
+    This VM's host moves every absolute number of a run (up to ~2x between runs): recorded at
+    the start and the end of each run, it tells a slow period from a regression."""
+    def once() -> float:
+        started = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        return (time.perf_counter() - started) * 1000
+    return round(min(once() for _ in range(5)), 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run (the test suite's)")
@@ -69,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = replace(plan, only=only, hold=0 if args.no_hold else plan.hold,
                    sidecar_module=args.sidecar_module, wait_quiet=args.wait_quiet)
     started = time.monotonic()
+    speed_before = host_speed()
     print(f"model-router bench ({'smoke' if plan.smoke else 'full'}): loopback only", flush=True)
     busy = wait_quiet(args.wait_quiet)
     if busy > QUIET:
@@ -85,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f" --sidecar-module {plan.sidecar_module}" if plan.sidecar_module != "sidecar" else ""),
         "machine": machine(), "seconds": round(time.monotonic() - started, 1),
         "smoke": plan.smoke, "others_busy_cores_before": round(busy, 2),
+        "reference_loop_ms": [speed_before, host_speed()],
     }
     text = report.render_text(result)
     print(text)
@@ -105,7 +118,10 @@ def write_results_md(result: dict[str, Any]) -> None:
     m = meta["machine"]
     measured = (f"Measured {meta['date']} on {m['cpu']} ({m['cores']} cores, "
                 f"{m['memory_gib']} GiB), {m['os']}, Python {m['python']}, mitmproxy "
-                f"{m['mitmproxy']}; `{meta['command']}` took {meta['seconds']} s.")
+                f"{m['mitmproxy']}; `{meta['command']}` took {meta['seconds']} s; host speed: "
+                f"a reference loop took {meta['reference_loop_ms'][0]} ms at the start and "
+                f"{meta['reference_loop_ms'][1]} ms at the end (lower is faster; see "
+                "bench/RESULTS.md).")
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else f"# Benchmark results\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text:
         text += f"\n{BEGIN}\n{END}\n"

@@ -140,6 +140,10 @@ def render_text(result: dict[str, Any]) -> str:
                                                                              strict=True)))
     text = [fmt(HEADER), fmt(tuple("-" * w for w in widths)), *(fmt(x) for x in lines), ""]
     text += _details(result)
+    speed = result.get("meta", {}).get("reference_loop_ms")
+    if speed:
+        text.append(f"host speed: reference loop {speed[0]} ms at the start, {speed[1]} ms at "
+                    "the end (lower is faster)")
     return "\n".join(text)
 
 
