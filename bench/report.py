@@ -142,8 +142,8 @@ def render_text(result: dict[str, Any]) -> str:
     text += _details(result)
     speed = result.get("meta", {}).get("reference_loop_ms")
     if speed:
-        text.append(f"host speed: reference loop {speed[0]} ms at the start, {speed[1]} ms at "
-                    "the end (lower is faster)")
+        text.append(f"host speed (a reference loop per core, ms; lower is faster): {speed[0]} "
+                    f"at the start, {speed[1]} at the end")
     return "\n".join(text)
 
 
