@@ -56,9 +56,10 @@ def host_speed() -> list[float]:
         return (time.perf_counter() - started) * 1000
 
     cores = sorted(os.sched_getaffinity(0))
+    every = set(range(os.cpu_count() or 1))
     speeds = []
     try:
-        for core in cores:
+        for core in sorted(every):
             os.sched_setaffinity(0, {core})
             speeds.append(round(min(once() for _ in range(5)), 2))
     finally:
