@@ -44,7 +44,7 @@ from sidecar.upstream import HOP_BY_HOP, UpstreamCall
 
 Transform = Callable[[bytes], list[bytes]]
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
-Out: TypeAlias = "_Writer | _Collected"  # where an answer goes: mitmproxy (streamed) or the addon (buffered)
+Out: TypeAlias = "_Writer | _Collected"  # an answer to mitmproxy (streamed) or the addon
 
 log = logging.getLogger("sidecar")
 
