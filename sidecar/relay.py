@@ -174,8 +174,10 @@ class Relay:
         name = call.target.name
         try:
             headers = {**call.headers, "accept-encoding": "identity"}  # relayed as it arrives
+            timeout = (httpx.Timeout(call.timeout, connect=self.client.timeout.connect)
+                       if call.timeout is not None else httpx.USE_CLIENT_DEFAULT)
             request = self.client.build_request("POST", call.url, headers=headers,
-                                                content=call.body)
+                                                content=call.body, timeout=timeout)
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
             return "timeout", render_upstream(UpstreamTimeoutError(f"{name} did not answer in "

@@ -41,7 +41,8 @@ def render_check(rules: RuleSet, providers_down: Mapping[str, str]) -> str:
         where = p.base_url or f"bedrock {p.region}" + (f" via {p.endpoint_url}" if p.endpoint_url
                                                         else "")
         status = f"UNAVAILABLE: {providers_down[p.name]}" if p.name in providers_down else "ok"
-        out.append(f"  {p.name:<16} {p.type:<8} {where}  key: {p.api_key}  [{status}]")
+        timeout = f"  timeout: {p.timeout:g} s" if p.timeout is not None else ""
+        out.append(f"  {p.name:<16} {p.type:<8} {where}  key: {p.api_key}{timeout}  [{status}]")
     out += ["", f"Defaults: tier={rules.defaults.tier} prefer={rules.defaults.prefer}"
             + ("  (global shadow mode ON)" if rules.shadow else ""), "", "Apps (first match wins):"]
     for app in (*rules.apps, DEFAULT_APP):

@@ -49,6 +49,8 @@ class ProviderSpec:
     endpoint_url: str | None = None  # bedrock (VPC endpoints, local fakes)
     profile: str | None = None  # bedrock: a named AWS profile
     responses: bool = False  # openai: speaks the Responses API (/v1/responses) natively
+    timeout: float | None = None  # seconds without a byte before an attempt that can fall back
+    #                               gives up (None: the sidecar's default, 120)
 
     @property
     def forwards_app_key(self) -> bool:
@@ -186,9 +188,10 @@ def parse_providers(raw: Any) -> dict[str, ProviderSpec]:
     return out
 
 
-_OPENAI_KEYS = {"type", "base_url", "api_key", "responses"}
+_OPENAI_KEYS = {"type", "base_url", "api_key", "responses", "timeout"}
 NATIVE_RESPONSES_HOSTS = frozenset({"api.openai.com"})  # `responses:` defaults to true there
-_BEDROCK_KEYS = {"type", "region", "endpoint_url", "profile"}
+_BEDROCK_KEYS = {"type", "region", "endpoint_url", "profile", "timeout"}
+MAX_TIMEOUT = 3600.0
 
 
 def parse_provider(name: str, raw: Any) -> ProviderSpec:
@@ -210,13 +213,26 @@ def parse_provider(name: str, raw: Any) -> ProviderSpec:
         if endpoint is not None:
             _url(endpoint, "endpoint_url")
         return ProviderSpec(name=name, type=kind, api_key="none", region=region,
-                            endpoint_url=endpoint, profile=raw.get("profile"))
+                            endpoint_url=endpoint, profile=raw.get("profile"),
+                            timeout=_timeout(raw))
     base_url = _url(raw.get("base_url"), "base_url").rstrip("/")
     responses = raw.get("responses", urlsplit(base_url).hostname in NATIVE_RESPONSES_HOSTS)
     if not isinstance(responses, bool):
         raise FieldError("responses", "must be true or false (does it serve /v1/responses?)")
     return ProviderSpec(name=name, type=kind, base_url=base_url, api_key=_api_key(raw),
-                        responses=responses)
+                        responses=responses, timeout=_timeout(raw))
+
+
+def _timeout(raw: Mapping[str, Any]) -> float | None:
+    value = raw.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            1 <= value <= MAX_TIMEOUT):
+        raise FieldError("timeout", f"{value!r}: seconds without a byte from this provider "
+                         f"before an attempt that can fall back gives up, from 1 to "
+                         f"{MAX_TIMEOUT:g} (default 120)")
+    return float(value)
 
 
 def _url(value: Any, key: str) -> str:

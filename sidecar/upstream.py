@@ -38,6 +38,7 @@ class UpstreamCall:
     body: bytes
     stream: bool
     responses: Mapping[str, Any] | None = None  # a Responses request served via chat: translate back
+    timeout: float | None = None  # the provider's read timeout (None: the relay's default)
 
     @property
     def url(self) -> str:
@@ -87,7 +88,7 @@ class Dispatcher:
             raw = openai_compat.upstream_body(body, model=target.upstream_model,
                                               usage=stream)
         return UpstreamCall(target, "openai", endpoint, openai_compat.upstream_path(path, endpoint),
-                            sent, raw, stream)
+                            sent, raw, stream, timeout=provider.timeout)
 
     def _native_responses(
         self, target: Target, *, path: str, headers: Mapping[str, str], body: dict[str, Any],
@@ -100,7 +101,7 @@ class Dispatcher:
         sent.update(add)
         raw = openai_compat.upstream_body(body, model=target.upstream_model)
         return UpstreamCall(target, "openai", endpoint, openai_compat.upstream_path(path, endpoint),
-                            sent, raw, stream)
+                            sent, raw, stream, timeout=provider.timeout)
 
     def _bedrock(
         self, target: Target, *, path: str, body: dict[str, Any] | None, stream: bool
@@ -115,4 +116,5 @@ class Dispatcher:
         headers = {k.lower(): v for k, v in prepared.headers.items() if k.lower() != "host"}
         endpoint = self.endpoints[target.provider]
         return UpstreamCall(target, "bedrock", endpoint, endpoint.path_prefix + prepared.path,
-                            headers, prepared.body, stream)
+                            headers, prepared.body, stream,
+                            timeout=self.providers[target.provider].timeout)

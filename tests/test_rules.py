@@ -69,6 +69,14 @@ def refused(text: str) -> str:
      "r.yaml:5: providers.b.endpoint_url", "'localhost' is not an http(s) URL"),
     ('providers:\n  "my.gw":\n    type: openai\n', 'r.yaml:2: providers["my.gw"].base_url',
      "required"),
+    ("providers:\n  x:\n    type: openai\n    base_url: https://a.example\n    timeout: 2m\n",
+     "r.yaml:5: providers.x.timeout", "'2m': seconds without a byte from this provider"),
+    ("providers:\n  x:\n    type: openai\n    base_url: https://a.example\n    timeout: 0\n",
+     "r.yaml:5: providers.x.timeout", "from 1 to 3600 (default 120)"),
+    ("providers:\n  b:\n    type: bedrock\n    region: us-east-1\n    timeout: 7200\n",
+     "r.yaml:5: providers.b.timeout", "from 1 to 3600"),
+    ("providers:\n  x:\n    type: openai\n    base_url: https://a.example\n    timeout: true\n",
+     "r.yaml:5: providers.x.timeout", "True: seconds without a byte"),
     # intercept
     ("intercept: api.openai.com\n", "r.yaml:1: intercept", "must be a non-empty list of hosts"),
     ("intercept: []\n", "r.yaml:1: intercept", "must be a non-empty list"),
@@ -265,3 +273,16 @@ def test_auto_tier_defaults_and_thresholds_load() -> None:
     rules = parse("defaults: {tier: auto, auto_tier: {standard: 30, premium: 70}}\n")
     assert rules.defaults.tier == "auto"
     assert (rules.defaults.auto_tier.standard, rules.defaults.auto_tier.premium) == (30, 70)
+
+
+def test_a_provider_timeout_is_seconds_and_optional() -> None:
+    rules = parse("""
+        providers:
+          slow: {type: openai, base_url: "https://slow.example/v1", timeout: 600}
+          quick: {type: openai, base_url: "https://quick.example/v1", timeout: 2.5}
+          aws: {type: bedrock, region: us-east-1, timeout: 300}
+          plain: {type: openai, base_url: "https://plain.example/v1"}
+    """)
+    timeouts = {name: p.timeout for name, p in rules.providers.items()}
+    assert {k: timeouts[k] for k in ("slow", "quick", "aws", "plain")} == {
+        "slow": 600.0, "quick": 2.5, "aws": 300.0, "plain": None}

@@ -197,6 +197,22 @@ def test_a_pinned_stream_that_breaks_midway_fails_in_the_app_too(faulty, primary
                  served_model="m-primary", provider="primary", outcome="stream_error") == 1
 
 
+def test_a_providers_own_timeout_decides_when_its_attempt_gives_up(tmp_path, confdir, primary,
+                                                                   backup, monkeypatch):
+    """`timeout:` on a provider: here 1 s, against a sidecar default (60 s) longer than the
+    app's own timeout (20 s). The hanging first choice is given up on after its 1 s and the
+    backup answers; with the default, the app would time out first."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.format(primary=primary.base_url, backup=backup.base_url).replace(
+        f'primary: {{type: openai, base_url: "{primary.base_url}"}}',
+        f'primary: {{type: openai, base_url: "{primary.base_url}", timeout: 1}}'))
+    primary.script(hang=True)
+    with RunningSidecar(rules, confdir, environ={}, upstream_timeout=60.0) as sidecar:
+        text, model, headers = ask(sidecar, monkeypatch, timeout=20)
+    assert model == "backup-model" and headers["x-model-router-fallbacks"] == "1"
+    assert text.strip() == "backup says hi to backup-model"
+
+
 def test_repeated_failures_cool_a_model_down(faulty, primary, backup, monkeypatch):
     for _ in range(3):
         primary.script(status=500)
