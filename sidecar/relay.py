@@ -218,7 +218,9 @@ class Relay:
         self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: Out,
         started: float,
     ) -> tuple[str, Answer] | None:
-        transform = job.transform = _transform(call, response, job)
+        transform = job.transform = stream_transform(
+            call, request_id=response.headers.get("x-amzn-requestid", ""),
+            include_usage=job.include_usage)
         chunks = response.aiter_raw()
         try:
             first = await _first_output(chunks, transform)
@@ -262,11 +264,6 @@ async def _first_output(chunks: AsyncIterator[bytes], transform: Transform) -> l
         if out:
             return out
     return transform(b"")
-
-
-def _transform(call: UpstreamCall, response: httpx.Response, job: Job) -> Transform:
-    return stream_transform(call, request_id=response.headers.get("x-amzn-requestid", ""),
-                            include_usage=job.include_usage)
 
 
 def stream_transform(call: UpstreamCall, *, request_id: str, include_usage: bool) -> Transform:

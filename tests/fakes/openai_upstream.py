@@ -795,16 +795,23 @@ class FakeOpenAI(LoopbackHTTPServer):
             base["usage"] = None
         headers = self._base_headers(seq, "text/event-stream; charset=utf-8")
         headers.append(("cache-control", "no-cache"))
+        events = self._stream_events(base, text, usage if include_usage else None)
+        await self._send_stream(responder, answer, headers, events)
+
+    async def _send_stream(
+        self, responder: Responder, answer: ScriptedAnswer, headers: list[tuple[str, str]],
+        events: Iterable[tuple[float, bytes]],
+    ) -> None:
+        """An SSE stream of (seconds to sleep first, event) as the script says: cut by a reset
+        after ``stream_reset_after`` events, its end held ``end_after`` seconds."""
         await responder.start_stream(200, merge_headers(headers, answer.headers))
-        sent = 0
-        for delay, event in self._stream_events(base, text, usage if include_usage else None):
+        for sent, (delay, event) in enumerate(events):
             if answer.stream_reset_after is not None and sent >= answer.stream_reset_after:
                 responder.abort()
                 return
             if delay:
                 await asyncio.sleep(delay)
             await responder.send_chunk(event)
-            sent += 1
         if answer.end_after:
             await asyncio.sleep(answer.end_after)
         await responder.end_stream()

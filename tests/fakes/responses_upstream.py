@@ -18,7 +18,6 @@ https://platform.openai.com/docs/api-reference/responses-streaming
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ from tests.fakes.openai_upstream import (
     Responder,
     ScriptedAnswer,
     json_bytes,
-    merge_headers,
     openai_error,
     split_reply,
 )
@@ -66,15 +64,7 @@ class FakeResponses(FakeOpenAI):
             await self._json(responder, 200, reply.response("completed", final=True), seq, answer)
             return
         headers = self._base_headers(seq, "text/event-stream; charset=utf-8")
-        await responder.start_stream(200, merge_headers(headers, answer.headers))
-        for sent, (delay, event) in enumerate(reply.events()):
-            if answer.stream_reset_after is not None and sent >= answer.stream_reset_after:
-                responder.abort()
-                return
-            if delay:
-                await asyncio.sleep(delay)
-            await responder.send_chunk(event)
-        await responder.end_stream()
+        await self._send_stream(responder, answer, headers, reply.events())
 
 
 def _problem(body: Any) -> Obj | None:
