@@ -26,8 +26,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sidecar.autotier import score_request  # noqa: E402
-from sidecar.facts import estimate_prompt_tokens  # noqa: E402
+from sidecar.core.facts import estimate_prompt_tokens  # noqa: E402
+from sidecar.core.routing.autotier import score_request  # noqa: E402
 
 TARGET_CHARS = 400_000  # ~100k tokens
 WORDS = ("the service returns a list of orders for each customer and the report groups them by "

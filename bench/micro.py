@@ -115,18 +115,18 @@ HEADERS = {"authorization": "Bearer sk-bench-app", "content-type": "application/
 
 
 def _facts(model: str, intent: dict[str, Any], client_ip: str) -> Any:
-    from sidecar.facts import RequestFacts
+    from sidecar.core.facts import RequestFacts
 
     return RequestFacts(model=model, headers=HEADERS, client_ip=client_ip, prompt_tokens=120,
                         max_tokens=256, **intent)
 
 
 def route(samples: int) -> dict[str, Any]:
-    from sidecar.catalog import Catalog, parse_models
-    from sidecar.latency import LatencyTracker
-    from sidecar.policy import choose_route
-    from sidecar.rules import parse_rules_text
-    from sidecar.yamlfile import load_yaml
+    from sidecar.core.config.catalog import Catalog, parse_models
+    from sidecar.core.config.rules import parse_rules_text
+    from sidecar.core.config.yamlfile import load_yaml
+    from sidecar.core.routing.latency import LatencyTracker
+    from sidecar.core.routing.policy import choose_route
 
     catalog = Catalog.of(parse_models(load_yaml(_catalog_yaml())["models"]))
     rules = parse_rules_text(_rules_yaml(), path="bench-rules.yaml", catalog=catalog)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.apps import (
+from sidecar.core.config.apps import (
     DEFAULT_APP,
     AppMatcher,
     AppSpec,
@@ -21,10 +21,10 @@ from sidecar.apps import (
     choose_app,
     parse_match,
 )
-from sidecar.catalog import Catalog, load_builtin_catalog, parse_models
-from sidecar.errors import ConfigError
-from sidecar.facts import RequestFacts
-from sidecar.rules import RuleSet, parse_rules_text
+from sidecar.core.config.catalog import Catalog, load_builtin_catalog, parse_models
+from sidecar.core.config.rules import RuleSet, parse_rules_text
+from sidecar.core.errors import ConfigError
+from sidecar.core.facts import RequestFacts
 
 BUILTIN = load_builtin_catalog()
 HEAD = "providers:\n  openai: {type: openai, base_url: https://api.openai.com/v1}\napps:\n"

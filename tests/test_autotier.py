@@ -10,16 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.autotier import (
-    BASE,
-    DEFAULT_THRESHOLDS,
-    TIERS,
-    WEIGHTS,
-    Thresholds,
-    TierScore,
-    score_request,
-)
-from sidecar.autotier_eval import (
+from sidecar.cli.autotier_eval import (
     CATEGORIES,
     MAX_PREMIUM_TO_ECONOMY,
     MIN_ACCURACY,
@@ -30,7 +21,16 @@ from sidecar.autotier_eval import (
     main,
     tier_prices,
 )
-from sidecar.catalog import Catalog, parse_models
+from sidecar.core.config.catalog import Catalog, parse_models
+from sidecar.core.routing.autotier import (
+    BASE,
+    DEFAULT_THRESHOLDS,
+    TIERS,
+    WEIGHTS,
+    Thresholds,
+    TierScore,
+    score_request,
+)
 
 
 def user(text: Any, *, system: str | None = None, **body: Any) -> dict[str, Any]:

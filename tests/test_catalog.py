@@ -13,11 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.catalog import (
-    Catalog, ModelSpec, load_builtin_catalog, parse_catalog_text, parse_model,
+from sidecar.core.config.catalog import (
+    Catalog,
+    ModelSpec,
+    load_builtin_catalog,
+    parse_catalog_text,
+    parse_model,
 )
-from sidecar.errors import ConfigError
-from sidecar.yamlfile import FieldError
+from sidecar.core.config.yamlfile import FieldError
+from sidecar.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "build_catalog.py"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import cli
-from sidecar.catalog import load_builtin_catalog
-from sidecar.catalog_import import import_litellm
-from sidecar.errors import ConfigError
-from sidecar.rules import load_rules
+from sidecar.cli import main as cli
+from sidecar.core.config.catalog import load_builtin_catalog
+from sidecar.core.config.catalog_import import import_litellm
+from sidecar.core.config.rules import load_rules
+from sidecar.core.errors import ConfigError
 
 PRICE_MAP = {
     "gpt-4o": {"input_cost_per_token": 2e-06, "output_cost_per_token": 8e-06,

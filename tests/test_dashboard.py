@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from sidecar.addon import Sidecar
+from sidecar.proxy.addon import Sidecar
 
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "model-router-dashboard.json"
 METRIC = re.compile(r"\b(sidecar_[a-z_]+)\b")

@@ -36,9 +36,9 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from sidecar.cli import ensure_ca, parser
-from sidecar.metrics import Metrics, serve_metrics
-from sidecar.rules import parse_rules_text
+from sidecar.cli.main import ensure_ca, parser
+from sidecar.core.config.rules import parse_rules_text
+from sidecar.proxy.metrics import Metrics, serve_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"

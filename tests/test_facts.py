@@ -8,10 +8,15 @@ from typing import Any
 
 import pytest
 
-from sidecar.errors import BadRequestBodyError, UnsupportedParameterError
-from sidecar.facts import (
-    IMAGE_TOKENS, RequestFacts, estimate_prompt_tokens, facts_from_chat, key_sha256,
-    parse_chat_body, read_intent,
+from sidecar.core.errors import BadRequestBodyError, UnsupportedParameterError
+from sidecar.core.facts import (
+    IMAGE_TOKENS,
+    RequestFacts,
+    estimate_prompt_tokens,
+    facts_from_chat,
+    key_sha256,
+    parse_chat_body,
+    read_intent,
 )
 
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from sidecar.catalog import ModelSpec
-from sidecar.latency import (
+from sidecar.core.config.catalog import ModelSpec
+from sidecar.core.routing.latency import (
     ALPHA,
     DEFAULT_TOKENS_PER_SECOND,
     DEFAULT_TTFT,

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from sidecar.catalog import Catalog, parse_models
-from sidecar.errors import NoEligibleModelError, NoRouteError, UnknownModelError
-from sidecar.facts import RequestFacts
-from sidecar.latency import STALE_AFTER, LatencyTracker
-from sidecar.policy import MAX_PLAN, Exclusion, Health, RouteDecision, Target, choose_route
-from sidecar.rules import RuleSet, parse_rules_text
+from sidecar.core.config.catalog import Catalog, parse_models
+from sidecar.core.config.rules import RuleSet, parse_rules_text
+from sidecar.core.errors import NoEligibleModelError, NoRouteError, UnknownModelError
+from sidecar.core.facts import RequestFacts
+from sidecar.core.routing.latency import STALE_AFTER, LatencyTracker
+from sidecar.core.routing.policy import MAX_PLAN, Exclusion, Health, RouteDecision, Target, choose_route
 
 ALL = ["tools", "vision", "json_schema"]
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from sidecar import policy
-from sidecar.catalog import TIERS, Catalog, ModelSpec
-from sidecar.errors import SidecarError
-from sidecar.facts import PREFERS, RequestFacts
-from sidecar.latency import LatencyTracker
-from sidecar.policy import (
+from sidecar.core.config.catalog import TIERS, Catalog, ModelSpec
+from sidecar.core.config.rules import RuleSet, parse_rules_text
+from sidecar.core.errors import SidecarError
+from sidecar.core.facts import PREFERS, RequestFacts
+from sidecar.core.routing import policy
+from sidecar.core.routing.latency import LatencyTracker
+from sidecar.core.routing.policy import (
     MAX_PLAN,
     SKYBAND_K,
     Candidate,
@@ -30,7 +31,6 @@ from sidecar.policy import (
     choose_route,
     skyband,
 )
-from sidecar.rules import RuleSet, parse_rules_text
 
 CAPS = ("tools", "vision", "json_schema")
 PRICES = (0.0, 0.0, 0.1, 0.2, 0.3, 0.1 + 0.2, 0.5, 1.0, 1.0, 2.5, 10.0, 1e-9)

@@ -10,8 +10,8 @@ from pathlib import Path
 import certifi
 import pytest
 
-from sidecar import cli
-from sidecar.report import render_env, table
+from sidecar.cli import main as cli
+from sidecar.cli.report import render_env, table
 
 BUNDLED = str(Path(__file__).resolve().parents[1] / "rules.yaml")
 

@@ -10,11 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.catalog import Catalog, load_builtin_catalog, parse_models
-from sidecar.errors import ConfigError
-from sidecar.rules import (
-    InterceptSpec, ProviderSpec, RuleSet, load_rules, parse_rules_text, unavailable_providers,
+from sidecar.core.config.catalog import Catalog, load_builtin_catalog, parse_models
+from sidecar.core.config.rules import (
+    InterceptSpec,
+    ProviderSpec,
+    RuleSet,
+    load_rules,
+    parse_rules_text,
+    unavailable_providers,
 )
+from sidecar.core.errors import ConfigError
 
 BUNDLED = Path(__file__).resolve().parents[1] / "rules.yaml"
 BUILTIN = load_builtin_catalog()

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import yaml
 
-from sidecar.yamlfile import FieldError, LineDict, LineList, key_step, load_yaml, locate
+from sidecar.core.config.yamlfile import FieldError, LineDict, LineList, key_step, load_yaml, locate
 
 DOC = textwrap.dedent("""\
     version: 1

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.facts import ROUTER_FIELDS
-from sidecar.rules import ProviderSpec
+from sidecar.core.config.rules import ProviderSpec
+from sidecar.core.facts import ROUTER_FIELDS
 
 # Headers that identify the app to OpenAI; they go only where the app's own key goes.
 APP_IDENTITY_HEADERS = ("authorization", "openai-organization", "openai-project")

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sidecar.addon import Sidecar
-from sidecar.cli import RunConfig, ensure_ca, serve
+from sidecar.cli.main import RunConfig, ensure_ca, serve
+from sidecar.proxy.addon import Sidecar
 
 _one_at_a_time = threading.Lock()
 

@@ -315,8 +315,7 @@ def test_no_aws_credentials_marks_bedrock_unavailable(tmp_path, confdir, up1, be
 def test_credentials_that_appear_later_bring_bedrock_up(tmp_path, confdir, up1, bedrock,
                                                         monkeypatch):
     """Checked off the event loop every CREDENTIALS_CHECK_SECONDS, as expiring ones are."""
-    from sidecar import addon as addon_module
-
+    from sidecar.proxy import addon as addon_module
     monkeypatch.setattr(addon_module, "CREDENTIALS_CHECK_SECONDS", 0.05)
     no_aws_credentials(monkeypatch, tmp_path)
     rules = tmp_path / "rules.yaml"

@@ -29,7 +29,7 @@ import openai
 import pytest
 import requests
 
-from sidecar import cli
+from sidecar.cli import main as cli
 from tests.e2e.conftest import APP_KEY, CHEAP_KEY, KEYED_APP_KEY
 from tests.e2e.harness import RunningSidecar
 from tests.fakes.openai_upstream import FakeOpenAI

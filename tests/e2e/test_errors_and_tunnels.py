@@ -11,7 +11,7 @@ import openai
 import pytest
 import requests
 
-from sidecar import addon as addon_module
+from sidecar.proxy import addon as addon_module
 from tests.e2e.conftest import APP_KEY, CHEAP_KEY
 from tests.e2e.test_routing import HELLO, proxied_client
 from tests.fakes.tls_host import TLSHost
@@ -224,7 +224,7 @@ def test_an_exception_in_a_hook_never_forwards_the_original_request(sidecar, up1
                                                                     monkeypatch):
     """Even if a hook itself raises (mitmproxy then forwards the flow as it is), the flow
     points at the fail-closed sentinel: nothing reaches api.openai.com or any provider."""
-    from sidecar.addon import Sidecar
+    from sidecar.proxy.addon import Sidecar
 
     connects: list[object] = []
     original = Sidecar.server_connect

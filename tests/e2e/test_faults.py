@@ -16,7 +16,7 @@ import openai
 import pytest
 import requests
 
-from sidecar.cooldown import Cooldowns
+from sidecar.core.routing.cooldown import Cooldowns
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.harness import RunningSidecar
 from tests.e2e.test_metrics import scrape_after_stream, value
@@ -267,7 +267,7 @@ def test_failures_count_as_slow_for_prefer_fast(faulty, primary, monkeypatch):
 def test_explain_and_models_see_the_running_sidecar(faulty, primary, backup, monkeypatch,
                                                     capsys):
     """After the primary cools down, `explain` decides as the running sidecar does."""
-    from sidecar.cli import main
+    from sidecar.cli.main import main
 
     for _ in range(3):
         primary.script(status=500)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import requests
 
-from sidecar.cli import drain
+from sidecar.cli.main import drain
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.harness import RunningSidecar
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -72,7 +72,7 @@ def test_listeners_queue_a_burst_of_new_connections(sidecar):
     import socket
     import struct
 
-    from sidecar.cli import LISTEN_BACKLOG
+    from sidecar.cli.main import LISTEN_BACKLOG
 
     servers = sidecar._master.addons.get("proxyserver").servers
     listeners = [sock for s in servers for srv in s._servers if isinstance(srv, asyncio.Server)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidecar.cooldown import Cooldowns
+from sidecar.core.routing.cooldown import Cooldowns
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.harness import RunningSidecar
 from tests.e2e.test_faults import RULES as FAULT_RULES

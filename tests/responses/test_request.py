@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from sidecar.errors import (
+from sidecar.apis.responses import NativeOnlyError, needs_native, to_chat_request
+from sidecar.apis.responses.request import DROPPED, INCLUDE_DROPPED, MAPPED, NATIVE_ONLY
+from sidecar.core.errors import (
     BadRequestBodyError,
     UnsupportedParameterError,
     render_openai_error,
 )
 from sidecar.providers.bedrock.request import DROPPED as BEDROCK_DROPPED
 from sidecar.providers.bedrock.request import MAPPED as BEDROCK_MAPPED
-from sidecar.responses import NativeOnlyError, needs_native, to_chat_request
-from sidecar.responses.request import DROPPED, INCLUDE_DROPPED, MAPPED, NATIVE_ONLY
 
 GOLDEN = Path(__file__).parent / "golden" / "request"
 MODEL = "claude-haiku"

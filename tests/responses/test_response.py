@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from openai.types.responses import Response
 
-from sidecar.errors import TranslationError
-from sidecar.responses import new_response_id, to_responses_object
+from sidecar.apis.responses import new_response_id, to_responses_object
+from sidecar.core.errors import TranslationError
 
 GOLDEN = Path(__file__).parent / "golden" / "response"
 CREATED, COMPLETED = 1700000000, 1700000002

@@ -26,14 +26,14 @@ from openai.types.responses import (
 )
 from pydantic import BaseModel
 
-from sidecar.errors import SidecarError, render_openai_error
-from sidecar.responses import (
+from sidecar.apis.responses import (
     SSE_HEADERS,
     ChatSSEToResponsesSSE,
     ChatToResponsesStream,
     to_chat_request,
     to_responses_object,
 )
+from sidecar.core.errors import SidecarError, render_openai_error
 from tests.fakes.openai_upstream import FakeOpenAI
 
 from .chat_streams import ROLE, SCENARIOS, Chunk, call, chunk, completion_of, ending, sse

@@ -10,14 +10,14 @@ import pytest
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from sidecar.providers.bedrock.stream import ConverseStreamTranslator
-from sidecar.providers.bedrock.transcode import EventStreamToSSE
-from sidecar.responses import (
+from sidecar.apis.responses import (
     ChatSSEToResponsesSSE,
     ChatToResponsesStream,
     chain,
     to_responses_object,
 )
+from sidecar.providers.bedrock.stream import ConverseStreamTranslator
+from sidecar.providers.bedrock.transcode import EventStreamToSSE
 from tests.fakes import bedrock
 
 from .chat_streams import (

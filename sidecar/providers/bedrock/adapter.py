@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.catalog import ModelSpec
+from sidecar.core.config.catalog import ModelSpec
 from sidecar.providers.bedrock.errors import from_http_error
 from sidecar.providers.bedrock.request import converse_path, to_converse_request
 from sidecar.providers.bedrock.response import from_converse_response

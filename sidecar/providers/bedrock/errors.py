@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sidecar.errors import (
+from sidecar.core.errors import (
     ClientRequestError,
     SidecarError,
     UpstreamError,

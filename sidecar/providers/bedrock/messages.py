@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.errors import UnsupportedParameterError
+from sidecar.core.errors import UnsupportedParameterError
 from sidecar.providers.bedrock.shapes import ContentBlock, Message, SystemBlock
 
 START_PLACEHOLDER = "(conversation start)"

@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.catalog import ModelSpec
-from sidecar.errors import UnsupportedParameterError
+from sidecar.core.config.catalog import ModelSpec
+from sidecar.core.errors import UnsupportedParameterError
 from sidecar.providers.bedrock.shapes import JSON_TOOL_NAME
 
 JSON_OBJECT_INSTRUCTION = (

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from sidecar.catalog import ModelSpec
-from sidecar.errors import UnsupportedParameterError
+from sidecar.core.config.catalog import ModelSpec
+from sidecar.core.errors import UnsupportedParameterError
 from sidecar.providers.bedrock.messages import to_converse_conversation
 from sidecar.providers.bedrock.output import OutputFormat, to_output_format
 from sidecar.providers.bedrock.shapes import (

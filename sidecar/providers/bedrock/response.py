@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sidecar.errors import TranslationError, UpstreamError
+from sidecar.core.errors import TranslationError, UpstreamError
 from sidecar.providers.bedrock.shapes import JSON_TOOL_NAME, ContentBlock, OpenAIObject
 
 log = logging.getLogger(__name__)

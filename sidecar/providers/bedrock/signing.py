@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ProfileNotFound
 
-from sidecar.errors import ConfigError, UpstreamError
+from sidecar.core.errors import ConfigError, UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sidecar.errors import TranslationError, UpstreamError
+from sidecar.core.errors import TranslationError, UpstreamError
 from sidecar.providers.bedrock.response import to_finish_reason, to_openai_usage
 from sidecar.providers.bedrock.shapes import JSON_TOOL_NAME, OpenAIObject
 

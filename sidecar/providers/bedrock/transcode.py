@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
-from sidecar.errors import SidecarError, TranslationError, error_body
+from sidecar.core.errors import SidecarError, TranslationError, error_body
 from sidecar.providers.bedrock.errors import from_stream_exception
 from sidecar.providers.bedrock.stream import ConverseStreamTranslator
 

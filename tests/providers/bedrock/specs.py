@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.catalog import ModelSpec
+from sidecar.core.config.catalog import ModelSpec
 
 
 def model_spec(

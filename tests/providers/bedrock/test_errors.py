@@ -8,7 +8,7 @@ import botocore.session
 import httpx
 import pytest
 
-from sidecar.errors import render_openai_error
+from sidecar.core.errors import render_openai_error
 from sidecar.providers.bedrock.errors import (
     RULES,
     MappedError,

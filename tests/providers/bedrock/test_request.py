@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.errors import UnsupportedParameterError
+from sidecar.core.errors import UnsupportedParameterError
 from sidecar.providers.bedrock.request import (
     DROPPED,
     MAPPED,

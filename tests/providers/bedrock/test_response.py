@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 from openai.types.chat import ChatCompletion
 
-from sidecar.errors import TranslationError, UpstreamError
+from sidecar.core.errors import TranslationError, UpstreamError
 from sidecar.providers.bedrock.response import (
     FINISH_REASONS,
     MALFORMED,

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sidecar.errors import ConfigError, UpstreamError
+from sidecar.core.errors import ConfigError, UpstreamError
 from sidecar.providers.bedrock.request import converse_path, to_converse_request
 from sidecar.providers.bedrock.signing import BedrockSigner, endpoint
 from sidecar.providers.bedrock.stream import ConverseStreamTranslator

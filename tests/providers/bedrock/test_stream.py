@@ -17,7 +17,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from sidecar.errors import UpstreamError
+from sidecar.core.errors import UpstreamError
 from sidecar.providers.bedrock.response import from_converse_response
 from sidecar.providers.bedrock.stream import ConverseStreamTranslator
 from sidecar.providers.bedrock.transcode import DONE, EventStreamToSSE
