@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -282,4 +283,4 @@ def _coding_row(slug: str, aa: float, swe: float) -> dict[str, Any]:
 
 
 def _fields(spec: ModelSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in ModelSpec.__slots__}
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(ModelSpec) if f.init}

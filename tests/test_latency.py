@@ -1,4 +1,5 @@
-"""sidecar/latency.py: EWMA of observed latency per model, priors, staleness; clock injected."""
+"""sidecar/core/routing/latency.py: EWMA of observed latency per deployment, priors, staleness;
+clock injected."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sidecar.core.routing.latency import (
     LatencyTracker,
     prior_seconds,
 )
+from sidecar.core.vocabulary import Deployment
 
 
 class Clock:
@@ -29,6 +31,11 @@ class Clock:
 def spec(name: str = "m", *, ttft: float | None = 0.5, tps: float | None = 100.0) -> ModelSpec:
     return ModelSpec(name=name, provider="p", upstream_id=name, tier="standard", input_price=1.0,
                      output_price=1.0, context=1000, ttft_prior=ttft, tokens_per_second_prior=tps)
+
+
+def at(name: str = "m") -> Deployment:
+    """The deployment of ``spec(name)``."""
+    return Deployment("p", name)
 
 
 @pytest.fixture
@@ -69,17 +76,17 @@ def test_unobserved_models_use_priors_then_defaults(
 def test_time_to_first_token_is_an_ewma(tracker: LatencyTracker, observations: list[float],
                                         expected: float) -> None:
     for ttft in observations:
-        tracker.record("m", duration=ttft + 1.0, ttft=ttft, output_tokens=10)
+        tracker.record(at("m"), duration=ttft + 1.0, ttft=ttft, output_tokens=10)
     estimate = tracker.estimate(spec(), stream=True, output_tokens=500)
     assert estimate.seconds == pytest.approx(expected)
     assert (estimate.observed, estimate.samples) == (True, len(observations))
 
 
 def test_non_streamed_calls_measure_total_time_per_output_token(tracker: LatencyTracker) -> None:
-    tracker.record("m", duration=10.0, output_tokens=100)  # 0.1 s/token
+    tracker.record(at("m"), duration=10.0, output_tokens=100)  # 0.1 s/token
     assert tracker.estimate(spec(), stream=False, output_tokens=50) == LatencyEstimate(
         pytest.approx(5.0), observed=True, samples=1)
-    tracker.record("m", duration=60.0, output_tokens=100)  # 0.6 s/token -> 0.1 + 0.2 * 0.5
+    tracker.record(at("m"), duration=60.0, output_tokens=100)  # 0.6 s/token -> 0.1 + 0.2 * 0.5
     assert tracker.estimate(spec(), stream=False, output_tokens=50).seconds == pytest.approx(10.0)
     # a non-streamed call says nothing about the first token: streams still use the prior
     assert tracker.estimate(spec(), stream=True, output_tokens=50) == LatencyEstimate(
@@ -87,7 +94,7 @@ def test_non_streamed_calls_measure_total_time_per_output_token(tracker: Latency
 
 
 def test_streams_split_first_token_and_generation(tracker: LatencyTracker) -> None:
-    tracker.record("m", duration=5.0, ttft=1.0, output_tokens=100)  # 4 s for 100 tokens
+    tracker.record(at("m"), duration=5.0, ttft=1.0, output_tokens=100)  # 4 s for 100 tokens
     assert tracker.estimate(spec(), stream=True, output_tokens=100).seconds == pytest.approx(1.0)
     assert tracker.estimate(spec(), stream=False, output_tokens=100).seconds == pytest.approx(5.0)
     assert tracker.estimate(spec(), stream=False, output_tokens=10).seconds == pytest.approx(1.4)
@@ -101,38 +108,55 @@ def test_streams_split_first_token_and_generation(tracker: LatencyTracker) -> No
 def test_calls_without_usable_token_counts_leave_the_rate_alone(
     tracker: LatencyTracker, record: dict[str, float],
 ) -> None:
-    tracker.record("m", **record)
+    tracker.record(at("m"), **record)
     estimate = tracker.estimate(spec(ttft=None), stream=False, output_tokens=100)
     assert estimate.observed is False and estimate.samples == 1
-    assert tracker.snapshot()["m"]["seconds_per_token"] is None
+    assert tracker.snapshot()[at("m")]["seconds_per_token"] is None
 
 
 def test_models_are_tracked_separately(tracker: LatencyTracker) -> None:
-    tracker.record("a", duration=2.0, ttft=2.0)
+    tracker.record(at("a"), duration=2.0, ttft=2.0)
     assert tracker.estimate(spec("b"), stream=True, output_tokens=1).observed is False
     assert tracker.estimate(spec("a"), stream=True, output_tokens=1).seconds == 2.0
 
 
+def test_a_deployment_is_a_provider_and_a_model_id_not_a_name(tracker: LatencyTracker) -> None:
+    """The same model id on another provider (a passthrough, a second provider) is another
+    deployment; two catalog names for one deployment read the same observations."""
+    elsewhere = Deployment("elsewhere", "m")
+    tracker.record(elsewhere, duration=9.0, ttft=9.0)
+    tracker.penalize(elsewhere)
+    assert tracker.estimate(spec("m"), stream=True, output_tokens=1) == LatencyEstimate(
+        0.5, observed=False, samples=0)
+    assert tracker.is_stale(at("m")) and not tracker.is_stale(elsewhere)
+    alias = ModelSpec(name="alias", provider="p", upstream_id="m", tier="standard",
+                      input_price=1.0, output_price=1.0, context=1000)
+    tracker.record(alias.deployment, duration=3.0, ttft=2.0)
+    assert alias.deployment == spec("m").deployment == at("m")
+    assert tracker.estimate(spec("m"), stream=True, output_tokens=1).seconds == 2.0
+    assert set(tracker.snapshot()) == {elsewhere, at("m")}
+
+
 def test_staleness(tracker: LatencyTracker, clock: Clock) -> None:
-    assert tracker.is_stale("m")  # never observed
-    tracker.record("m", duration=1.0)
-    assert not tracker.is_stale("m")
+    assert tracker.is_stale(at("m"))  # never observed
+    tracker.record(at("m"), duration=1.0)
+    assert not tracker.is_stale(at("m"))
     clock.now += STALE_AFTER
-    assert not tracker.is_stale("m")
+    assert not tracker.is_stale(at("m"))
     clock.now += 0.1
-    assert tracker.is_stale("m")
-    tracker.record("m", duration=1.0)
-    assert not tracker.is_stale("m")
-    assert tracker.is_stale("other")
+    assert tracker.is_stale(at("m"))
+    tracker.record(at("m"), duration=1.0)
+    assert not tracker.is_stale(at("m"))
+    assert tracker.is_stale(at("other"))
 
 
 def test_snapshot(tracker: LatencyTracker) -> None:
     assert tracker.snapshot() == {}
-    tracker.record("m", duration=5.0, ttft=1.0, output_tokens=100)
-    tracker.record("n", duration=2.0)
+    tracker.record(at("m"), duration=5.0, ttft=1.0, output_tokens=100)
+    tracker.record(at("n"), duration=2.0)
     assert tracker.snapshot() == {
-        "m": {"ttft_seconds": 1.0, "seconds_per_token": pytest.approx(0.04), "samples": 1},
-        "n": {"ttft_seconds": None, "seconds_per_token": None, "samples": 1},
+        at("m"): {"ttft_seconds": 1.0, "seconds_per_token": pytest.approx(0.04), "samples": 1},
+        at("n"): {"ttft_seconds": None, "seconds_per_token": None, "samples": 1},
     }
 
 
@@ -145,14 +169,14 @@ def test_seconds_for_a_pool_are_the_estimates_to_the_bit(clock: Clock) -> None:
     for s in specs:
         kind = rnd.randrange(5)
         if kind == 1:
-            tracker.record(s.name, duration=rnd.uniform(0.1, 9))  # no usage: no rate
+            tracker.record(s.deployment, duration=rnd.uniform(0.1, 9))  # no usage: no rate
         elif kind == 2:
-            tracker.record(s.name, duration=rnd.uniform(1, 9), output_tokens=rnd.randint(1, 500))
+            tracker.record(s.deployment, duration=rnd.uniform(1, 9), output_tokens=rnd.randint(1, 500))
         elif kind == 3:
-            tracker.record(s.name, duration=rnd.uniform(1, 9), ttft=rnd.uniform(0, 1),
+            tracker.record(s.deployment, duration=rnd.uniform(1, 9), ttft=rnd.uniform(0, 1),
                            output_tokens=rnd.choice((None, 200)))
         elif kind == 4:
-            tracker.penalize(s.name)
+            tracker.penalize(s.deployment)
     for stream in (True, False):
         for output in (0, 1, 256, 500):
             expected = [tracker.estimate(s, stream=stream, output_tokens=output).seconds
@@ -167,8 +191,9 @@ def test_seconds_for_a_pool_are_the_estimates_to_the_bit(clock: Clock) -> None:
 
 
 def test_stale_for_many_models(tracker: LatencyTracker, clock: Clock) -> None:
-    tracker.record("old", duration=1.0)
+    tracker.record(at("old"), duration=1.0)
     clock.now += STALE_AFTER + 1
-    tracker.record("new", duration=1.0)
-    names = ["old", "new", "never"]
-    assert tracker.stale(names) == [tracker.is_stale(n) for n in names] == [True, False, True]
+    tracker.record(at("new"), duration=1.0)
+    deployments = [at("old"), at("new"), at("never")]
+    assert tracker.stale(deployments) == [tracker.is_stale(d) for d in deployments] == [
+        True, False, True]

@@ -13,6 +13,7 @@ from sidecar.core.errors import NoEligibleModelError, NoRouteError, UnknownModel
 from sidecar.core.facts import RequestFacts
 from sidecar.core.routing.latency import STALE_AFTER, LatencyTracker
 from sidecar.core.routing.policy import MAX_PLAN, Exclusion, Health, RouteDecision, Target, choose_route
+from sidecar.core.vocabulary import Deployment
 
 ALL = ["tools", "vision", "json_schema"]
 
@@ -71,6 +72,11 @@ def route(**facts: Any) -> RouteDecision:
         detailed.plan, detailed.kind, detailed.prefer, detailed.tier, detailed.rule, detailed.app)
     assert fast.candidates == detailed.candidates[:len(fast.candidates)]
     return detailed
+
+
+def at(name: str) -> Deployment:
+    """The deployment of a catalog model: what health and latency are keyed by."""
+    return CATALOG.models[name].deployment
 
 
 def plan(decision: RouteDecision) -> list[str]:
@@ -186,13 +192,13 @@ def test_a_pin_plan_names_each_model_once() -> None:
     ("smart", Target("p", "vendor/smart-v1", CATALOG.models["smart"])),
     ("vendor/smart-v1", Target("p", "vendor/smart-v1", CATALOG.models["smart"])),
     ("my-finetune", Target("p", "my-finetune", None)),  # unknown: passes through unchanged
-    ("orphan", Target("p", "orphan", CATALOG.models["orphan"])),  # provider not configured
+    # provider not configured: passes through to p, another deployment than the catalog's
+    ("orphan", Target("p", "orphan", None)),
 ])
 def test_without_a_route(requested: str, target: Target) -> None:
     decision = route(model=requested)
     assert decision.plan == (target,)
-    assert decision.kind == ("passthrough" if target.spec in (None, CATALOG.models["orphan"])
-                             else "pin")
+    assert decision.kind == ("passthrough" if target.spec is None else "pin")
     assert decision.reason == decision.kind and decision.app == "default"
 
 
@@ -200,6 +206,40 @@ def test_passthrough_goes_to_the_provider_of_the_intercepted_host() -> None:
     assert route(model="my-finetune", host="q.example").plan == (Target("q", "my-finetune"),)
     with pytest.raises(NoRouteError, match="'q' is unavailable: outage"):
         route(model="my-finetune", host="q.example", health=Health(providers_down={"q": "outage"}))
+
+
+PASS_ALL = "apps:\n  - name: a\n    routes: {'*': passthrough}\n"
+
+
+@pytest.mark.parametrize("requested, host, target", [
+    # the catalog's smart is served by p under the id vendor/smart-v1: that very deployment
+    ("vendor/smart-v1", "api.openai.com", Target("p", "vendor/smart-v1", CATALOG.models["smart"])),
+    ("smart", "api.openai.com", Target("p", "smart", None)),  # p, but not the catalog's id
+    ("value", "api.openai.com", Target("p", "value", None)),  # the catalog's value is on q
+    ("value", "q.example", Target("q", "value", CATALOG.models["value"])),
+])
+def test_a_passthrough_carries_the_catalog_entry_only_of_its_own_deployment(
+    requested: str, host: str, target: Target
+) -> None:
+    decision = route(model=requested, host=host, rules=rules(PASS_ALL))
+    assert (decision.kind, decision.plan) == ("passthrough", (target,))
+    assert decision.target.deployment == Deployment(target.provider, requested)
+
+
+def test_health_and_latency_belong_to_the_deployment_not_the_name() -> None:
+    """A passthrough of 'value' to p failing (its deployment cooling down, penalised) leaves
+    the catalog's value, served by q, alone."""
+    passthrough = Deployment("p", "value")
+    tracker = LatencyTracker(clock=Clock())
+    for _ in range(3):
+        tracker.penalize(passthrough)
+    health = Health(deployments_down={passthrough: "cooling down after 3 failures in a row"})
+    assert plan(route(prefer="quality", tier="standard", health=health))[0] == "value"
+    fast = route(prefer="fast", tier="standard", health=health, latency=tracker)
+    assert plan(fast) == ["speedy", "value"]
+    assert all(not c.latency.observed for c in fast.candidates if c.latency)
+    excluded = route(prefer="quality", tier="standard", health=health).excluded
+    assert [e.kind for e in excluded] == ["unconfigured"]  # orphan only
 
 
 @pytest.mark.parametrize("intent", [{"prefer": "cheap"}, {"tier": "economy"}])
@@ -250,7 +290,8 @@ def test_capability_and_size_filtering(facts: dict[str, Any], prefer: str,
 
 
 def test_health_excludes_models_as_down() -> None:
-    health = Health(providers_down={"q": "rate limited (429)"}, models_down={"smart": "cooling"})
+    health = Health(providers_down={"q": "rate limited (429)"},
+                    deployments_down={at("smart"): "cooling"})
     decision = route(prefer="coding", health=health)
     down = {e.model: e.reason for e in decision.excluded if e.kind == "down"}
     assert down == {"value": "rate limited (429)", "coder": "rate limited (429)",
@@ -273,7 +314,7 @@ def test_nothing_up_is_a_503_nothing_capable_is_a_400() -> None:
 
 def test_a_request_no_model_could_ever_serve_is_a_400_even_when_one_is_down() -> None:
     with pytest.raises(NoEligibleModelError):
-        route(tier="premium", prompt_tokens=300_000, health=Health(models_down={"coder": "x"}))
+        route(tier="premium", prompt_tokens=300_000, health=Health(deployments_down={at("coder"): "x"}))
 
 
 def test_route_fallbacks_form_the_tail_of_an_auto_plan() -> None:
@@ -314,7 +355,7 @@ def test_fast_uses_observed_latency_over_priors() -> None:
     tracker = LatencyTracker(clock=Clock())
     assert plan(route(prefer="fast", latency=tracker))[0] == "speedy"
     for _ in range(3):
-        tracker.record("speedy", duration=30.0, output_tokens=100)  # 0.3 s per token
+        tracker.record(at("speedy"), duration=30.0, output_tokens=100)  # 0.3 s per token
     decision = route(prefer="fast", latency=tracker)
     assert plan(decision)[0] == "value"
     speedy = next(c for c in decision.candidates if c.spec.name == "speedy")
@@ -331,7 +372,7 @@ def fresh_except(*stale: str) -> LatencyTracker:
     tracker = LatencyTracker(clock=clock)
     for name in ("cheapo", "speedy", "value", "smart", "coder"):
         if name not in stale:
-            tracker.record(name, duration=1.0)
+            tracker.record(at(name), duration=1.0)
     clock.now += STALE_AFTER / 2
     return tracker
 

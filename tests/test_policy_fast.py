@@ -4,7 +4,9 @@ of the full path (``detail=True``: every model ranked, the routing as it always 
 Random catalogs are built to make ties and edge cases likely: few distinct prices (free models,
 prices that differ in the last bit), equal or missing quality and coding scores, capabilities,
 small context windows and output limits, providers down or not configured, models cooling down,
-latency observed for some models (some of them stale), and exploration.
+latency observed for some models (some of them stale), and exploration. Health and latency are
+per deployment: some catalog models share one, and some deployments down are no catalog model's
+(a passthrough's).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sidecar.core.routing.policy import (
     choose_route,
     skyband,
 )
+from sidecar.core.vocabulary import Deployment
 
 CAPS = ("tools", "vision", "json_schema")
 PRICES = (0.0, 0.0, 0.1, 0.2, 0.3, 0.1 + 0.2, 0.5, 1.0, 1.0, 2.5, 10.0, 1e-9)
@@ -63,7 +66,9 @@ def random_catalog(rnd: random.Random, n: int) -> Catalog:
     for i in range(n):
         models.append(ModelSpec(
             name=f"m{rnd.randrange(10 * n):04d}-{i}", provider=rnd.choice("ppqqr"),
-            upstream_id=f"vendor/m{i}", tier=rnd.choice(TIERS), input_price=_price(rnd),
+            # some models share a deployment: the same provider and upstream id
+            upstream_id=f"vendor/m{i}" if rnd.random() < 0.8 else f"vendor/shared{rnd.randrange(3)}",
+            tier=rnd.choice(TIERS), input_price=_price(rnd),
             output_price=_price(rnd), context=rnd.choice((1000, 8000, 32_000, 128_000)),
             max_output=rnd.choice((None, None, 256, 1024, 4096)), quality=_score(rnd),
             coding=_score(rnd),
@@ -90,7 +95,7 @@ def random_latency(rnd: random.Random, catalog: Catalog) -> LatencyTracker:
         if rnd.random() < 0.5:
             for _ in range(rnd.randint(1, 3)):
                 stream = rnd.random() < 0.5
-                tracker.record(spec.name, duration=rnd.choice((0.5, 1.0, 2.0, rnd.uniform(0.1, 9))),
+                tracker.record(spec.deployment, duration=rnd.choice((0.5, 1.0, 2.0, rnd.uniform(0.1, 9))),
                                ttft=rnd.choice((0.1, 0.5)) if stream else None,
                                output_tokens=rnd.choice((None, 100, 400)))
         clock.now += rnd.choice((0.0, 0.0, 400.0))  # the models observed first go stale
@@ -107,10 +112,12 @@ def random_call(rnd: random.Random, catalog: Catalog) -> tuple[RequestFacts, Hea
         max_tokens=rnd.choice((None, None, 0, 1, 100, 256, 500, 1000, 5000)),
         stream=rnd.random() < 0.3,
     )
-    names = [m.name for m in catalog]
-    down = rnd.sample(names, min(len(names), rnd.choice((0, 0, 0, 1, 3, 6, 12))))
+    # the catalog's deployments, and passthroughs' (the name, not the id, on some provider)
+    deployments = sorted({m.deployment for m in catalog}
+                         | {Deployment(rnd.choice("pqr"), m.name) for m in catalog})
+    down = rnd.sample(deployments, min(len(deployments), rnd.choice((0, 0, 0, 1, 3, 6, 12, 24))))
     health = Health(providers_down={p: "outage" for p in "pqr" if rnd.random() < 0.1},
-                    models_down={n: "cooling" for n in down})
+                    deployments_down={d: "cooling" for d in down})
     return facts, health
 
 

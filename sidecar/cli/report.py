@@ -85,13 +85,13 @@ def render_models(rules: RuleSet, view: View) -> str:
     snapshot = view.latency.snapshot()
     for m in sorted(rules.catalog, key=lambda m: (("economy", "standard", "premium").index(m.tier),
                                                   m.name)):
-        seen = snapshot.get(m.name, {})
+        seen = snapshot.get(m.deployment, {})
         rows.append([m.name, m.tier, m.provider, m.input_price, m.output_price, m.context,
                      m.quality, m.coding, m.ttft_prior, _seen(seen.get("ttft_seconds")),
                      _seen(seen.get("seconds_per_token")),
                      ",".join(sorted(m.supports)) or None,
-                     view.models_down.get(m.name) or _availability(m, rules,
-                                                                   view.providers_down)])
+                     view.deployments_down.get(m.deployment) or _availability(
+                         m, rules, view.providers_down)])
     return table(["model", "tier", "provider", "$in/M", "$out/M", "context", "quality", "coding",
                   "ttft prior(s)", "ttft seen(s)", "s/token seen", "supports", "status"],
                  rows) + (
@@ -128,7 +128,7 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
         facts = facts_from_chat(body)
         decision = choose_route(facts, rules, view.latency,
                                 health=Health(providers_down=view.providers_down,
-                                              models_down=view.models_down),
+                                              deployments_down=view.deployments_down),
                                 app=spec or DEFAULT_APP, detail=True)
     except SidecarError as e:
         return f"The request would be refused: {e.status_code} {e.message}"

@@ -23,10 +23,8 @@ from sidecar.core.config.yamlfile import (
     unknown_keys,
 )
 from sidecar.core.errors import ConfigError
+from sidecar.core.vocabulary import AUTO_TIER, REQUESTABLE_TIERS, TIERS, Deployment
 
-TIERS = ("economy", "standard", "premium")
-AUTO_TIER = "auto"  # chosen per request from the conversation (sidecar.autotier)
-REQUESTABLE_TIERS = (*TIERS, AUTO_TIER)
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "reasoning"})
 BUILTIN_CATALOG = "catalog.yaml"
 
@@ -50,6 +48,16 @@ class ModelSpec:
     tokens_per_second_prior: float | None = None
     source: str | None = None
     as_of: str | None = None
+    # (provider, upstream_id), made once (__post_init__): what health and latency are keyed by
+    _deployment: Deployment = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_deployment", Deployment(self.provider, self.upstream_id))
+
+    @property
+    def deployment(self) -> Deployment:
+        """Where this model is served: its provider and the provider's own model id."""
+        return self._deployment
 
     def expected_cost(self, prompt_tokens: int, output_tokens: int) -> float:
         """USD for a call with these token counts, at the catalog's base prices."""
@@ -252,6 +260,6 @@ def parse_catalog_text(text: str, *, path: str) -> Catalog:
 
 
 __all__ = [
-    "CAPABILITIES", "TIERS", "Catalog", "ModelSpec", "key_step", "load_builtin_catalog",
-    "parse_catalog_text", "parse_model", "parse_models",
+    "AUTO_TIER", "CAPABILITIES", "REQUESTABLE_TIERS", "TIERS", "Catalog", "Deployment", "ModelSpec",
+    "key_step", "load_builtin_catalog", "parse_catalog_text", "parse_model", "parse_models",
 ]

@@ -1,15 +1,22 @@
-"""Cooldowns: a model that keeps failing leaves every plan for a while, then is probed back in.
+"""Cooldowns: a deployment that keeps failing leaves the plans that have alternatives for a
+while, then is probed back in.
 
-After ``threshold`` failures in a row a model cools down for ``base`` seconds; when that ends it
-is eligible again (a probe). A success forgets its failures; a failed probe cools it down again
-for twice as long, up to ``longest``. Every attempt counts: first choices, retries, fallbacks.
+Health belongs to what was tried -- a ``Deployment``, a provider and its own model id -- never to
+a model name: a failing passthrough of ``gpt-4o`` to one provider says nothing of the catalog's
+``gpt-4o`` on another. After ``threshold`` failures in a row a deployment cools down for ``base``
+seconds; when that ends it is eligible again (a probe). A success forgets its failures; a failed
+probe cools it down again for twice as long, up to ``longest``. Every attempt counts: first
+choices, retries, fallbacks. The policy leaves a cooling deployment out of a plan unless
+nothing else can serve; tried anyway then, its failure counts as a failed probe.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from sidecar.core.vocabulary import Deployment
 
 
 @dataclass(slots=True)
@@ -25,34 +32,35 @@ class Cooldowns:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.threshold, self.base, self.longest, self.clock = threshold, base, longest, clock
-        self._models: dict[str, _Record] = {}
-        self._down: dict[str, str] = {}  # cached view: model -> reason
+        self._records: dict[Deployment, _Record] = {}
+        self._down: dict[Deployment, str] = {}  # cached view: deployment -> reason
         self._next_expiry = float("inf")
 
-    def failure(self, model: str) -> bool:
-        """Count a failure; True when the model starts cooling down."""
-        record = self._models.setdefault(model, _Record())
+    def failure(self, deployment: Deployment) -> bool:
+        """Count a failure; True when the deployment starts cooling down."""
+        record = self._records.setdefault(deployment, _Record())
         record.failures += 1
         probing = record.period > 0
         if not probing and record.failures < self.threshold:
             return False
         record.period = min(record.period * 2, self.longest) if probing else self.base
         record.until = self.clock() + record.period
-        self._down[model] = f"cooling down after {record.failures} failures in a row"
+        self._down[deployment] = f"cooling down after {record.failures} failures in a row"
         self._next_expiry = min(self._next_expiry, record.until)
         return True
 
-    def success(self, model: str) -> None:
-        if model in self._models:
-            del self._models[model]
-            self._down.pop(model, None)
+    def success(self, deployment: Deployment) -> None:
+        if deployment in self._records:
+            del self._records[deployment]
+            self._down.pop(deployment, None)
 
-    def down(self) -> dict[str, str]:
-        """Models cooling down now, with the reason; the same dict while nothing changes."""
+    def down(self) -> Mapping[Deployment, str]:
+        """Deployments cooling down now, with the reason; the same mapping while nothing
+        changes (callers must not modify it)."""
         now = self.clock()
         if now >= self._next_expiry:
-            for model in [m for m in self._down if self._models[m].until <= now]:
-                del self._down[model]  # its cooldown is over: the next call is a probe
-            self._next_expiry = min((self._models[m].until for m in self._down),
+            for d in [d for d in self._down if self._records[d].until <= now]:
+                del self._down[d]  # its cooldown is over: the next call is a probe
+            self._next_expiry = min((self._records[d].until for d in self._down),
                                     default=float("inf"))
         return self._down

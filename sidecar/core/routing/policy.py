@@ -47,15 +47,17 @@ reason (``excluded``); without ``detail`` an auto decision carries only the lead
 
   Dominance is a strict partial order, so a model outside the K-skyband (one with K or more
   dominators) has at least K dominators inside it. The only per-call filter left is health's
-  ``models_down``: with at most K - MAX_PLAN skyband members down, every model outside the
+  ``deployments_down`` (a model cooling down is its deployment cooling down; health and latency
+  belong to deployments, ``ModelSpec.deployment``): with at most K - MAX_PLAN skyband members
+  down, every model outside the
   skyband is beaten by at least MAX_PLAN eligible ones, so the top MAX_PLAN of the eligible
   skyband members are the top MAX_PLAN of all: the plan is exact. With more down (or nothing
   eligible, or a catalog with non-finite numbers), the call takes the full path.
 * ``prefer: fast`` ranks by observed latency, which changes with every call, so it scans the
   whole pool -- but only for the seconds (``LatencyTracker.seconds``, with the pool's priors
   kept), sorted as plain floats; costs settle ties, and ``Candidate`` objects are made, for
-  the top few only. When the rng says explore, the pool's staleness is read and the stale
-  model is drawn as ``_explore`` draws it (the same rng calls, the same pick).
+  the top few only. When the rng says explore, the pool's staleness (per deployment) is read and
+  the stale model is drawn as ``_explore`` draws it (the same rng calls, the same pick).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from sidecar.core.errors import NoEligibleModelError, NoRouteError, UnknownModel
 from sidecar.core.facts import RequestFacts
 from sidecar.core.routing.autotier import TierScore, score_request
 from sidecar.core.routing.latency import LatencyEstimate, LatencyTracker, prior_seconds
+from sidecar.core.vocabulary import Deployment
 
 MAX_PLAN = 3  # the serving model and up to two fallbacks
 EXPECTED_OUTPUT_TOKENS = 500  # what a call is assumed to generate when max_tokens says no less
@@ -85,7 +88,8 @@ MAX_POOLS = 1024  # pools (and their skybands) kept per RuleSet; all dropped whe
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one attempt goes. ``spec`` is None for a passthrough of a model the catalog lacks."""
+    """Where one attempt goes. ``spec`` is the catalog entry of this very deployment, or None
+    (a passthrough of a model the catalog lacks, or serves elsewhere or under another id)."""
 
     provider: str
     upstream_model: str
@@ -94,6 +98,11 @@ class Target:
     @property
     def name(self) -> str:
         return self.spec.name if self.spec else self.upstream_model
+
+    @property
+    def deployment(self) -> Deployment:
+        """What this attempt is tried on: health and latency are recorded against it."""
+        return Deployment(self.provider, self.upstream_model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +122,10 @@ class Exclusion:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """What is unavailable right now: provider -> reason, model name -> reason."""
+    """What is unavailable right now: provider -> reason, deployment (cooling down) -> reason."""
 
     providers_down: Mapping[str, str] = field(default_factory=dict)
-    models_down: Mapping[str, str] = field(default_factory=dict)
+    deployments_down: Mapping[Deployment, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +266,9 @@ def _passthrough(facts: RequestFacts, rules: RuleSet, health: Health) -> Target:
     if spec.provider in health.providers_down:
         raise NoRouteError(f"Passthrough provider {spec.provider!r} is unavailable: "
                            f"{health.providers_down[spec.provider]}.")
-    return Target(spec.provider, facts.model, rules.catalog.find(facts.model))
+    known = rules.catalog.find(facts.model)  # the catalog entry only if it is this deployment
+    same = known is not None and known.deployment == Deployment(spec.provider, facts.model)
+    return Target(spec.provider, facts.model, known if same else None)
 
 
 def _pinned(
@@ -316,8 +327,9 @@ def exclusion(
         return Exclusion(spec.name, unfit)
     if spec.provider in health.providers_down:
         return Exclusion(spec.name, health.providers_down[spec.provider], kind="down")
-    if spec.name in health.models_down:
-        return Exclusion(spec.name, health.models_down[spec.name], kind="down")
+    down = health.deployments_down
+    if down and spec.deployment in down:
+        return Exclusion(spec.name, down[spec.deployment], kind="down")
     return None
 
 
@@ -367,7 +379,7 @@ def balanced_score(c: Candidate) -> float:
 def _explore(
     ranked: list[Candidate], latency: LatencyTracker, rng: random.Random
 ) -> list[Candidate]:
-    stale = [c for c in ranked[1:] if latency.is_stale(c.spec.name)]
+    stale = [c for c in ranked[1:] if latency.is_stale(c.spec.deployment)]
     if not stale:
         return ranked
     pick = rng.choice(stale)
@@ -428,12 +440,12 @@ def _ranked_fast(
     pool = _Index.of(rules).pool(facts, health, tier)
     if pool is None:
         return None
+    down = health.deployments_down
     if prefer == "fast":
-        return _fastest(pool, facts, output, latency, health.models_down, rng, explore_rate)
+        return _fastest(pool, facts, output, latency, down, rng, explore_rate)
     band = pool.band(prefer)
-    down = health.models_down
     if down:
-        up = tuple(m for m in band if m[4] not in down)
+        up = tuple(m for m in band if m[0].deployment not in down)
         if len(band) - len(up) > SKYBAND_K - MAX_PLAN:
             return None
         band = up
@@ -463,17 +475,17 @@ def _top(band: Sequence[_Member], prefer: str, prompt: int, output: int) -> list
 
 def _fastest(
     pool: _Pool, facts: RequestFacts, output: int, latency: LatencyTracker,
-    down: Mapping[str, str], rng: random.Random | None, explore_rate: float,
+    down: Mapping[Deployment, str], rng: random.Random | None, explore_rate: float,
 ) -> list[Candidate] | None:
     """``prefer: fast`` over a pool: the seconds of every model, everything else for the few
     that can make the plan. Mirrors ``_rank`` (key: seconds, cost, name) and ``_explore``."""
     specs: Sequence[ModelSpec] = pool.specs
-    names: Sequence[str] = pool.names
+    deployments: Sequence[Deployment] = pool.deployments
     priors: Sequence[float] = pool.priors(facts.stream, output)
     if down:
-        up = [i for i, name in enumerate(names) if name not in down]
+        up = [i for i, d in enumerate(deployments) if d not in down]
         specs = [specs[i] for i in up]
-        names = [names[i] for i in up]
+        deployments = [deployments[i] for i in up]
         priors = [priors[i] for i in up]
     if not specs:
         return None
@@ -488,7 +500,7 @@ def _fastest(
     top = _settled(order, secs, 0, MAX_PLAN, key)
     if rng is not None and rng.random() < explore_rate:
         first = top[0]
-        old = latency.stale(names)
+        old = latency.stale(deployments)
         stale = [i for i in order if old[i] and i != first]
         if stale:
             # rng.choice(stale) of _explore: the same draw, on the stale models' positions
@@ -572,11 +584,11 @@ class _Pool:
     catalog order; per prefer, their K-skyband (``band``); per (stream, output tokens), their
     latency priors (``priors``). Each computed on first use."""
 
-    __slots__ = ("_bands", "_priors", "names", "specs")
+    __slots__ = ("_bands", "_priors", "deployments", "specs")
 
     def __init__(self, specs: tuple[ModelSpec, ...]) -> None:
         self.specs = specs
-        self.names = tuple(s.name for s in specs)
+        self.deployments = tuple(s.deployment for s in specs)
         self._bands: dict[str, tuple[_Member, ...]] = {}
         self._priors: dict[tuple[bool, int], list[float]] = {}
 
