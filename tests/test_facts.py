@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from typing import Any
 
 import pytest
 
-from sidecar.core.errors import BadRequestBodyError, UnsupportedParameterError
+from sidecar.core.errors import BadRequestBodyError, ClientRequestError, UnsupportedParameterError
 from sidecar.core.facts import (
     IMAGE_TOKENS,
+    MAX_JSON_DEPTH,
     RequestFacts,
     estimate_prompt_tokens,
     facts_from_chat,
+    facts_from_responses,
     key_sha256,
     parse_chat_body,
     read_intent,
@@ -29,6 +32,10 @@ def user(content: Any) -> dict[str, Any]:
 
 def chat(**body: Any) -> dict[str, Any]:
     return {"model": "gpt-4o", "messages": [user("hi")], **body}
+
+
+def responses(**body: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "input": "hi", **body}
 
 
 @pytest.mark.parametrize("content, message", [
@@ -90,11 +97,10 @@ def test_read_intent(body: dict[str, Any], intent: tuple[str, str | None, str | 
     assert read_intent(body) == intent
 
 
-@pytest.mark.parametrize("stream, expected", [
-    (True, True), (False, False), (None, False), ("true", False), (1, False),
-])
+@pytest.mark.parametrize("stream, expected", [(True, True), (False, False), (None, False)])
 def test_stream_flag(stream: Any, expected: bool) -> None:
     assert facts_from_chat(chat(stream=stream)).stream is expected
+    assert facts_from_responses(responses(stream=stream)).stream is expected
 
 
 @pytest.mark.parametrize("extra, needs", [
@@ -216,3 +222,152 @@ def test_key_sha256(authorization: str, key: str | None) -> None:
     assert key_sha256(authorization) == expected
     facts = RequestFacts(model="x", headers={"authorization": authorization})
     assert facts.api_key_sha256 == expected
+
+
+def nested(depth: int) -> bytes:
+    """A request body whose deepest array sits ``depth`` levels down (the body is level 1)."""
+    inner = "[" * (depth - 1) + "]" * (depth - 1)
+    return f'{{"model": "gpt-4o", "messages": [], "x": {inner}}}'.encode()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # the decoder's RecursionError
+    (nested(2_000), "nested too deeply"),  # also past the decoder's own limit
+    (nested(MAX_JSON_DEPTH + 1), "nested too deeply"),  # parsed, then refused
+    (b'{"model": "gpt-4o", "max_tokens": ' + b"7" * 5_000 + b"}", "a number has more than"),
+    (b'{"model": "gpt-4o", "temperature": NaN}', "NaN is not a JSON number"),
+    (b'{"model": "gpt-4o", "temperature": -Infinity}', "-Infinity is not a JSON number"),
+])
+def test_bodies_python_cannot_take_are_the_apps_400(content: bytes, message: str) -> None:
+    with pytest.raises(BadRequestBodyError) as info:
+        parse_chat_body(content)
+    assert message in info.value.message
+    assert (info.value.status_code, info.value.code, info.value.param) == (
+        400, "invalid_json", None)
+
+
+def test_nesting_up_to_the_limit_is_taken() -> None:
+    body = parse_chat_body(nested(MAX_JSON_DEPTH))
+    assert body["model"] == "gpt-4o"
+    wide = {"model": "gpt-4o", "tools": [{"a": [{"b": {}}]}] * 200}  # many brackets, shallow
+    assert parse_chat_body(json.dumps(wide).encode()) == wide
+
+
+def test_a_long_number_within_pythons_limit_is_still_judged_by_its_field() -> None:
+    content = b'{"model": "gpt-4o", "max_tokens": ' + b"7" * 4_000 + b"}"
+    with pytest.raises(UnsupportedParameterError) as info:
+        facts_from_chat(parse_chat_body(content))
+    assert info.value.param == "max_tokens"
+
+
+@pytest.mark.parametrize("read", [facts_from_chat, facts_from_responses])
+@pytest.mark.parametrize("extra, param, message", [
+    ({"stream": "yes"}, "stream", "expected a boolean, but got a string instead"),
+    ({"stream": 1}, "stream", "expected a boolean, but got an integer instead"),
+    ({"stream": "true"}, "stream", "expected a boolean, but got a string instead"),
+    ({"stream": [True]}, "stream", "expected a boolean, but got an array instead"),
+    ({"stream": True, "stream_options": "usage"}, "stream_options",
+     "expected an object, but got a string instead"),
+    ({"stream": True, "stream_options": [{"include_usage": True}]}, "stream_options",
+     "expected an object, but got an array instead"),
+    ({"stream": True, "stream_options": {"include_usage": "yes"}},
+     "stream_options.include_usage", "expected a boolean, but got a string instead"),
+    ({"stream": True, "stream_options": {"include_obfuscation": 0}},
+     "stream_options.include_obfuscation", "expected a boolean, but got an integer instead"),
+])
+def test_stream_fields_have_their_types(read: Any, extra: dict[str, Any], param: str,
+                                        message: str) -> None:
+    body = chat(**extra) if read is facts_from_chat else responses(**extra)
+    with pytest.raises(BadRequestBodyError) as info:
+        read(body)
+    assert (info.value.status_code, info.value.param, info.value.code) == (
+        400, param, "invalid_type")
+    assert info.value.message == f"Invalid type for '{param}': {message}."
+
+
+@pytest.mark.parametrize("extra", [
+    {"stream_options": None}, {"stream": True, "stream_options": {}},
+    {"stream": True, "stream_options": {"include_usage": True, "other": "kept"}},
+    {"stream": True, "stream_options": {"include_usage": None}},
+])
+def test_good_stream_options(extra: dict[str, Any]) -> None:
+    assert facts_from_chat(chat(**extra)).stream is bool(extra.get("stream"))
+
+
+@pytest.mark.parametrize("extra, param, expected, got", [
+    ({"messages": "hi"}, "messages", "an array of objects", "a string"),
+    ({"messages": {"role": "user", "content": "hi"}}, "messages", "an array of objects",
+     "an object"),
+    ({"messages": [user("hi"), "again"]}, "messages[1]", "an object", "a string"),
+    ({"messages": [None]}, "messages[0]", "an object", "null"),
+    ({"messages": [[user("hi")]]}, "messages[0]", "an object", "an array"),
+    ({"n": "2"}, "n", "an integer", "a string"),
+    ({"n": 2.0}, "n", "an integer", "a decimal number"),
+    ({"n": True}, "n", "an integer", "a boolean"),
+])
+def test_the_chat_shape_the_sidecar_reads(extra: dict[str, Any], param: str, expected: str,
+                                          got: str) -> None:
+    with pytest.raises(BadRequestBodyError) as info:
+        facts_from_chat(chat(**extra))
+    assert (info.value.param, info.value.code) == (param, "invalid_type")
+    assert info.value.message == (
+        f"Invalid type for '{param}': expected {expected}, but got {got} instead.")
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_n_is_at_least_one(n: int) -> None:
+    with pytest.raises(UnsupportedParameterError) as info:
+        facts_from_chat(chat(n=n))
+    assert (info.value.param, info.value.code) == ("n", "invalid_value")
+
+
+@pytest.mark.parametrize("extra", [{"n": 1}, {"n": 3}, {"n": None}, {"messages": None},
+                                   {"messages": []}])
+def test_a_good_chat_shape(extra: dict[str, Any]) -> None:
+    assert facts_from_chat(chat(**extra)).model == "gpt-4o"
+
+
+@pytest.mark.parametrize("body", [
+    chat(messages=[user([{"type": "text", "text": 5}, {"type": "text", "text": None}])]),
+    chat(messages=[user([{"type": "text"}, "loose", 3])]),
+    chat(tools="lookup", functions=7, response_format=[1]),
+    responses(tools=5), responses(tools="lookup"), responses(tools=[None, "x"]),
+    responses(text="json"), responses(text={"format": "json_schema"}),
+    responses(input=[{"type": "message", "content": 5}], instructions=["x"]),
+])
+def test_odd_values_the_sidecar_does_not_judge_are_left_to_the_provider(
+        body: dict[str, Any]) -> None:
+    read = facts_from_chat if "messages" in body else facts_from_responses
+    assert read(body).model == "gpt-4o"
+
+
+def test_no_chat_body_breaks_the_facts() -> None:
+    """Random JSON values under the fields the sidecar reads: every body gives facts or a 400
+    (``ClientRequestError``), never another exception (the app would get a 502)."""
+    rng = random.Random(13)
+    scalars = [None, True, False, 0, 5, -1, 1.5, "", "x", "text", "image_url", "json_schema",
+               "function", "user"]
+    keys = ["role", "content", "type", "text", "image_url", "url", "tool_calls", "function",
+            "name", "arguments", "json_schema", "schema", "include_usage"]
+
+    def value(depth: int = 0) -> Any:
+        pick = rng.random()
+        if depth >= 4 or pick < 0.4:
+            return rng.choice(scalars)
+        if pick < 0.65:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randrange(5))}
+
+    fields = ["messages", "tools", "functions", "response_format", "stream", "stream_options",
+              "n", "max_tokens", "max_completion_tokens", "prefer", "tier"]
+    outcomes = set()
+    for _ in range(3_000):
+        body = {"model": "gpt-4o"} | {k: value() for k in rng.sample(fields, rng.randrange(1, 4))}
+        if rng.random() < 0.5:  # messages the right shape, their contents random
+            body["messages"] = [{"role": "user", "content": value(1)} for _ in range(2)]
+        try:
+            facts_from_chat(parse_chat_body(json.dumps(body).encode()))
+            outcomes.add("facts")
+        except ClientRequestError:
+            outcomes.add("400")
+    assert outcomes == {"facts", "400"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and JSON
 IMAGE_TOKENS = 765  # OpenAI's cost of one 512x512 "high" detail image tile set
 MESSAGE_OVERHEAD_TOKENS = 4
 MAX_OUTPUT_TOKENS = 1_000_000  # more than any model can write: a bug in the app, not a request
+STREAM_OPTION_FLAGS = ("include_usage", "include_obfuscation")  # chat's and Responses'
+MAX_JSON_DEPTH = 100  # levels of arrays/objects; real bodies (JSON schemas included) stay < 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +67,16 @@ def key_sha256(authorization: str) -> str | None:
 
 
 def parse_chat_body(content: bytes | None, *, content_type: str = "") -> dict[str, Any]:
-    """The JSON object of a chat.completions request, or a 400 that says what is wrong."""
+    """The JSON object of a chat.completions or Responses request, or a 400 that says what is
+    wrong: not JSON, not an object, nested deeper than ``MAX_JSON_DEPTH``, a number too long to
+    convert, or a non-standard ``NaN``/``Infinity``. Nothing the app sends raises anything else."""
     if not content:
         raise BadRequestBodyError(
             "The request body is empty; send a JSON object with 'model' and 'messages'.",
             code="invalid_json",
         )
     try:
-        body = json.loads(content)
+        body = json.loads(content, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         hint = ""
         media = content_type.split(";")[0].strip().lower()
@@ -80,9 +85,44 @@ def parse_chat_body(content: bytes | None, *, content_type: str = "") -> dict[st
         raise BadRequestBodyError(
             f"The request body is not valid JSON ({e}).{hint}", code="invalid_json"
         ) from None
+    except RecursionError:  # the decoder's own nesting limit (about 1,500 levels)
+        raise _too_deep() from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise BadRequestBodyError(
+            f"The request body is not valid JSON: a number has more than "
+            f"{sys.get_int_max_str_digits()} digits.", code="invalid_json",
+        ) from None
     if not isinstance(body, dict):
         raise BadRequestBodyError("The request body must be a JSON object.", code="invalid_json")
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if content.count(b"[") + content.count(b"{") > MAX_JSON_DEPTH and _nested_deeper(body):
+        raise _too_deep()
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequestBodyError(
+        f"The request body is not valid JSON: {name} is not a JSON number.", code="invalid_json")
+
+
+def _too_deep() -> BadRequestBodyError:
+    return BadRequestBodyError(
+        f"The request body is nested too deeply: more than {MAX_JSON_DEPTH} levels of arrays "
+        "and objects.", code="invalid_json")
+
+
+def _nested_deeper(body: dict[str, Any]) -> bool:
+    """Whether some array or object sits more than ``MAX_JSON_DEPTH`` levels deep, walked level
+    by level (no recursion): what the translators walk recursively stays far from Python's
+    limit. Only containers are visited."""
+    level: list[Any] = [body]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [child for value in level
+                 for child in (value.values() if type(value) is dict else value)
+                 if type(child) in (dict, list)]
+        if not level:
+            return False
+    return True
 
 
 def read_intent(body: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
@@ -110,8 +150,10 @@ def facts_from_chat(body: Mapping[str, Any], **client: Any) -> RequestFacts:
     """RequestFacts for a chat.completions body; ``client`` holds the connection facts."""
     model, prefer, tier = read_intent(body)
     max_tokens = read_max_tokens(body)
+    stream = read_stream(body)
+    _check_chat_shape(body)
     return RequestFacts(
-        model=model, prefer=prefer, tier=tier, stream=body.get("stream") is True,
+        model=model, prefer=prefer, tier=tier, stream=stream,
         needs=chat_needs(body), prompt_tokens=estimate_prompt_tokens(body), body=body,
         max_tokens=max_tokens, **client,
     )
@@ -139,6 +181,65 @@ def read_max_tokens(body: Mapping[str, Any]) -> int | None:
     return value
 
 
+def read_stream(body: Mapping[str, Any]) -> bool:
+    """``stream``, a boolean when present (and ``stream_options`` an object of booleans): the
+    sidecar decides from them how to serve the call, so a provider never sees "yes"."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _invalid_type("stream", "a boolean", stream)
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _invalid_type("stream_options", "an object", options)
+        for flag in STREAM_OPTION_FLAGS:
+            value = options.get(flag)
+            if value is not None and not isinstance(value, bool):
+                raise _invalid_type(f"stream_options.{flag}", "a boolean", value)
+    return stream is True
+
+
+def _check_chat_shape(body: Mapping[str, Any]) -> None:
+    """What the sidecar itself reads of a chat body has the API's types: ``messages`` an array
+    of objects, ``n`` a positive integer. Everything else is the provider's to judge."""
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise _invalid_type("messages", "an array of objects", messages)
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise _invalid_type(f"messages[{i}]", "an object", message)
+    n = body.get("n")
+    if n is not None:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise _invalid_type("n", "an integer", n)
+        if n < 1:
+            raise UnsupportedParameterError(
+                f"Invalid 'n': {n}; expected an integer of at least 1.", param="n",
+                code="invalid_value")
+
+
+def _invalid_type(param: str, expected: str, value: object) -> BadRequestBodyError:
+    return BadRequestBodyError(
+        f"Invalid type for '{param}': expected {expected}, but got {_json_kind(value)} instead.",
+        param=param, code="invalid_type")
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
 def chat_needs(body: Mapping[str, Any]) -> frozenset[str]:
     needs = set()
     if body.get("tools") or body.get("functions"):
@@ -160,7 +261,8 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
-            chars += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
+            chars += sum(len(p["text"]) for p in content
+                         if isinstance(p, Mapping) and isinstance(p.get("text"), str))
             images += _image_parts(message)
         if message.get("tool_calls"):
             chars += len(json.dumps(message["tool_calls"]))
@@ -192,10 +294,13 @@ def facts_from_responses(body: Mapping[str, Any], **client: Any) -> RequestFacts
         raise UnsupportedParameterError(
             f"Invalid 'max_output_tokens': {limit!r}; expected a positive integer.",
             param="max_output_tokens", code="invalid_value")
+    stream = read_stream(body)
     text = json.dumps(body.get("input", ""), ensure_ascii=False)
     text += str(body.get("instructions") or "")
     needs = set()
-    if any(isinstance(t, Mapping) and t.get("type") == "function" for t in body.get("tools") or []):
+    tools = body.get("tools")
+    if isinstance(tools, list) and any(isinstance(t, Mapping) and t.get("type") == "function"
+                                       for t in tools):
         needs.add("tools")
     if '"input_image"' in text:
         needs.add("vision")
@@ -203,7 +308,7 @@ def facts_from_responses(body: Mapping[str, Any], **client: Any) -> RequestFacts
     if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
         needs.add("json_schema")
     return RequestFacts(
-        model=model, prefer=prefer, tier=tier, stream=body.get("stream") is True,
+        model=model, prefer=prefer, tier=tier, stream=stream,
         needs=frozenset(needs), prompt_tokens=len(text) // CHARS_PER_TOKEN, max_tokens=limit,
         body=_as_chat(body), **client,
     )
