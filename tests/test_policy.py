@@ -68,8 +68,9 @@ def route(**facts: Any) -> RouteDecision:
         assert str(info.value) == str(e)
         raise
     detailed = choose_route(call, ruleset, latency, rng=rng, detail=True, **options)
-    assert (fast.plan, fast.kind, fast.prefer, fast.tier, fast.rule, fast.app) == (
-        detailed.plan, detailed.kind, detailed.prefer, detailed.tier, detailed.rule, detailed.app)
+    assert (fast.plan, fast.kind, fast.prefer, fast.tier, fast.rule, fast.app, fast.cooling) == (
+        detailed.plan, detailed.kind, detailed.prefer, detailed.tier, detailed.rule, detailed.app,
+        detailed.cooling)
     assert fast.candidates == detailed.candidates[:len(fast.candidates)]
     return detailed
 
@@ -289,14 +290,89 @@ def test_capability_and_size_filtering(facts: dict[str, Any], prefer: str,
     assert not set(excluded) & {c.spec.name for c in decision.candidates}
 
 
-def test_health_excludes_models_as_down() -> None:
+def test_health_excludes_providers_down_and_deployments_cooling_down() -> None:
     health = Health(providers_down={"q": "rate limited (429)"},
                     deployments_down={at("smart"): "cooling"})
     decision = route(prefer="coding", health=health)
-    down = {e.model: e.reason for e in decision.excluded if e.kind == "down"}
-    assert down == {"value": "rate limited (429)", "coder": "rate limited (429)",
-                    "smart": "cooling"}
-    assert plan(decision) == ["speedy", "cheapo"]
+    down = {e.model: (e.kind, e.reason) for e in decision.excluded if e.kind != "unconfigured"}
+    assert down == {"value": ("down", "rate limited (429)"),
+                    "coder": ("down", "rate limited (429)"), "smart": ("cooling", "cooling")}
+    assert plan(decision) == ["speedy", "cheapo"] and not decision.cooling
+
+
+def cooling(*names: str) -> Health:
+    return Health(deployments_down={at(n): "cooling down after 3 failures in a row"
+                                    for n in names})
+
+
+PIN_ALONE = "apps:\n  - name: a\n    routes: {gpt-4o: smart}\n"
+PIN_ONE = "apps:\n  - name: a\n    routes:\n      gpt-4o: {model: smart, fallbacks: [coder]}\n"
+
+
+def test_a_pin_alone_cooling_down_is_tried_rather_than_refused() -> None:
+    decision = route(model="gpt-4o", rules=rules(PIN_ALONE), health=cooling("smart"))
+    assert (plan(decision), decision.cooling, decision.excluded) == (["smart"], True, ())
+    implied = route(model="smart", health=cooling("smart"))  # no route: the catalog's pin
+    assert (implied.kind, plan(implied), implied.cooling) == ("pin", ["smart"], True)
+
+
+def test_a_pin_with_a_fallback_drops_its_primary_while_it_cools_down() -> None:
+    """The primary is left out (not tried last): the plan has an alternative."""
+    decision = route(model="gpt-4o", rules=rules(PIN_ONE), health=cooling("smart"))
+    assert (plan(decision), decision.cooling) == (["coder"], False)
+    assert decision.excluded == (Exclusion("smart", "cooling down after 3 failures in a row",
+                                           "cooling"),)
+    both = route(model="gpt-4o", rules=rules(PIN_ONE), health=cooling("smart", "coder"))
+    assert (plan(both), both.cooling, both.excluded) == (["smart", "coder"], True, ())
+
+
+def test_only_models_that_could_serve_the_call_are_tried_while_cooling_down() -> None:
+    # coder lacks vision; smart is cooling down: smart is tried
+    decision = route(model="gpt-4o", rules=rules(PIN_ONE), needs=frozenset({"vision"}),
+                     health=cooling("smart"))
+    assert (plan(decision), decision.cooling) == (["smart"], True)
+    coder_alone = "apps:\n  - name: a\n    routes: {gpt-4o: coder}\n"
+    with pytest.raises(NoEligibleModelError, match="does not support vision"):
+        route(model="gpt-4o", rules=rules(coder_alone), needs=frozenset({"vision"}),
+              health=cooling("coder"))  # it could never serve this call: still the 400
+
+
+@pytest.mark.parametrize("prefer", ["quality", "cheap", "fast", "coding", "balanced"])
+def test_auto_with_every_candidate_cooling_down_ranks_them(prefer: str) -> None:
+    fine = route(prefer=prefer, tier="premium")
+    decision = route(prefer=prefer, tier="premium", health=cooling("smart", "coder"))
+    assert decision.cooling and plan(decision) == plan(fine)  # in their usual order
+    assert [c.spec.name for c in decision.candidates] == [c.spec.name for c in fine.candidates]
+    assert [e.kind for e in decision.excluded] == []  # ranked, not excluded
+    one = route(prefer=prefer, tier="premium", health=cooling("smart"))
+    assert (plan(one), one.cooling) == (["coder"], False)
+
+
+def test_auto_route_fallbacks_that_are_not_cooling_serve_first() -> None:
+    app = ("apps:\n  - name: a\n    routes:\n      '*': {tier: economy, "
+           "fallbacks: [value, speedy]}\n")
+    assert plan(route(rules=rules(app))) == ["cheapo", "value", "speedy"]
+    decision = route(rules=rules(app), health=cooling("cheapo"))
+    assert (plan(decision), decision.cooling) == (["value", "speedy"], False)
+    decision = route(rules=rules(app), health=cooling("cheapo", "value"))
+    assert (plan(decision), decision.cooling) == (["speedy"], False)
+    decision = route(rules=rules(app), health=cooling("cheapo", "value", "speedy"))
+    assert (plan(decision), decision.cooling) == (["cheapo", "value", "speedy"], True)
+
+
+def test_a_provider_down_still_refuses_even_beside_cooling_models() -> None:
+    p_down = Health(providers_down={"p": "no key"},
+                    deployments_down={at("coder"): "cooling down"})
+    with pytest.raises(NoRouteError, match="pinned model 'smart' is available"):
+        route(model="gpt-4o", rules=rules(PIN_ALONE), health=p_down)
+    decision = route(tier="premium", prefer="quality", health=p_down)  # smart is on p
+    assert (plan(decision), decision.cooling) == (["coder"], True)
+    both = Health(providers_down={"p": "no key", "q": "no key"},
+                  deployments_down={at("smart"): "cooling", at("coder"): "cooling"})
+    with pytest.raises(NoRouteError, match="No model in tier premium is available right now"):
+        route(tier="premium", health=both)
+    with pytest.raises(NoRouteError):
+        route(model="gpt-4o", rules=rules(PIN_ONE), health=both)
 
 
 def test_nothing_up_is_a_503_nothing_capable_is_a_400() -> None:

@@ -143,7 +143,7 @@ def test_the_fast_path_decides_exactly_as_the_full_one(
 
     monkeypatch.setattr(policy, "_ranked_full", counting)
     rnd = random.Random(seed)
-    auto = decided_fast = 0
+    auto = decided_fast = all_cooling = 0
     for _ in range(12):
         catalog = random_catalog(rnd, rnd.choice((3, 8, 20, 60, 120)))
         rules = random_rules(rnd, catalog)
@@ -166,14 +166,18 @@ def test_the_fast_path_decides_exactly_as_the_full_one(
                                                                   ref.param), context
                 continue
             assert isinstance(fast, RouteDecision), (context, fast)
-            assert (fast.plan, fast.kind, fast.rule, fast.prefer, fast.tier, fast.app) == (
-                ref.plan, ref.kind, ref.rule, ref.prefer, ref.tier, ref.app), context
+            assert (fast.plan, fast.kind, fast.rule, fast.prefer, fast.tier, fast.app,
+                    fast.cooling) == (ref.plan, ref.kind, ref.rule, ref.prefer, ref.tier,
+                                      ref.app, ref.cooling), context
             assert fast.candidates == ref.candidates[:len(fast.candidates)], context
-            if ref.kind == "auto":
+            if ref.kind == "auto" and ref.cooling:
+                all_cooling += 1  # only the full path ranks models cooling down
+            elif ref.kind == "auto":
                 auto += 1
                 decided_fast += took_fast_path
                 assert len(fast.candidates) >= min(len(ref.candidates), MAX_PLAN), context
     assert auto > 100 and decided_fast >= 0.8 * auto, (auto, decided_fast)  # it was exercised
+    assert all_cooling > 0
 
 
 def test_nothing_eligible_is_the_same_error_with_every_exclusion() -> None:

@@ -11,7 +11,10 @@ import certifi
 import pytest
 
 from sidecar.cli import main as cli
-from sidecar.cli.report import render_env, table
+from sidecar.cli.report import render_env, render_explain, render_models, table
+from sidecar.core.config.rules import load_rules
+from sidecar.core.live import View
+from sidecar.core.routing.latency import LatencyTracker
 
 BUNDLED = str(Path(__file__).resolve().parents[1] / "rules.yaml")
 
@@ -328,3 +331,22 @@ def test_env_for_each_way_in(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert code == 0 and len(lines) == len(expected)
     assert all(line.startswith(prefix) for line, prefix in zip(lines, expected, strict=True))
     assert "HTTPS_PROXY" not in out
+
+
+def test_explain_and_models_show_a_deployment_cooling_down() -> None:
+    """A plan made only of models cooling down is tried, and explain says so; models shows the
+    deployment's cooldown on every catalog name it serves."""
+    rules = load_rules(BUNDLED)
+    haiku = rules.catalog.models["claude-haiku"]
+    why = "cooling down after 3 failures in a row"
+    view = View(providers_down={}, deployments_down={haiku.deployment: why},
+                latency=LatencyTracker(), source="test")
+    body = {"model": "claude-haiku", "messages": [{"role": "user", "content": "hi"}]}
+    out = render_explain(rules, body, app=None, view=view)
+    assert "plan: claude-haiku (bedrock)\n  (cooling down: every model of this plan" in out
+    healthy = render_explain(rules, body, app=None, view=View({}, {}, LatencyTracker(), "test"))
+    assert "plan: claude-haiku (bedrock)" in healthy and "(cooling down" not in healthy
+    rows = {line.split()[0]: line for line in render_models(rules, view).splitlines()[2:] if line}
+    assert rows["claude-haiku"].endswith(why)
+    assert not any(r.endswith(why) for name, r in rows.items()
+                   if rules.catalog.models.get(name, haiku).deployment != haiku.deployment)

@@ -142,6 +142,9 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
         f"expected output tokens, needs: {', '.join(sorted(facts.needs)) or 'nothing special'}",
         "plan: " + " -> ".join(f"{t.name} ({t.provider})" for t in decision.plan),
     ]
+    if decision.cooling:
+        out.append("  (cooling down: every model of this plan is cooling down after failures; "
+                   "nothing else can serve this call, so it is tried rather than refused)")
     if decision.auto is not None:
         out += ["", f"tier auto: score {decision.auto.score:g}/100 -> {decision.auto.tier} "
                 f"(thresholds: standard >= {rules.defaults.auto_tier.standard:g}, premium >= "

@@ -13,9 +13,14 @@
 4. Precedence for ``prefer``/``tier``: the route's explicit values, then the request's, then
    ``defaults``. Without a tier every tier competes, except for ``balanced``, which takes the
    default tier.
-5. Candidates are filtered (provider configured and up, model not cooling down, capabilities,
-   context window, output limit), ranked, and the top ones form the plan: the first serves,
-   the rest are fallbacks.
+5. Candidates are filtered (provider configured and up, capabilities, context window, output
+   limit), ranked, and the top ones form the plan: the first serves, the rest are fallbacks.
+6. Cooldowns only reorder or shrink plans that have alternatives: a deployment cooling down is
+   left out of a plan unless that leaves the plan empty; then the cooling candidates, in their
+   usual order, form the plan (``RouteDecision.cooling``) -- trying them is never worse than
+   refusing. This holds for pins (with or without fallbacks), auto, and auto with route
+   fallbacks (a fallback that is not cooling serves before cooling candidates). A provider
+   down (no key, no credentials) still refuses.
 
 Speed. The decision runs on every call, so what does not depend on the call is derived once per
 ``RuleSet`` (lazily, kept in ``rules.memo``), and a call only touches the few models that can
@@ -77,7 +82,7 @@ from sidecar.core.errors import NoEligibleModelError, NoRouteError, UnknownModel
 from sidecar.core.facts import RequestFacts
 from sidecar.core.routing.autotier import TierScore, score_request
 from sidecar.core.routing.latency import LatencyEstimate, LatencyTracker, prior_seconds
-from sidecar.core.vocabulary import Deployment
+from sidecar.core.vocabulary import Deployment, ExclusionKind
 
 MAX_PLAN = 3  # the serving model and up to two fallbacks
 EXPECTED_OUTPUT_TOKENS = 500  # what a call is assumed to generate when max_tokens says no less
@@ -116,8 +121,7 @@ class Candidate:
 class Exclusion:
     model: str
     reason: str
-    kind: str = "request"  # "request": cannot serve this call; "down": may pass later;
-    #                        "unconfigured": its provider is not in rules.yaml
+    kind: ExclusionKind = "request"  # see sidecar.core.vocabulary.ExclusionKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,7 @@ class RouteDecision:
     excluded: tuple[Exclusion, ...] = ()  # auto: only with detail
     shadow: bool = False
     auto: TierScore | None = None  # tier auto: the conversation's score and the tier it chose
+    cooling: bool = False  # every model of the plan is cooling down: nothing else can serve
 
     @property
     def target(self) -> Target:
@@ -199,8 +204,9 @@ def choose_route(
                              plan=(_passthrough(facts, rules, health),), **base)
     if route.kind == "pin":
         assert route.model is not None
-        plan, unfit = _pinned(route, facts, rules, health)
-        return RouteDecision(kind="pin", rule=route.where, plan=plan, excluded=unfit, **base)
+        plan, unfit, cooling = _pinned(route, facts, rules, health)
+        return RouteDecision(kind="pin", rule=route.where, plan=plan, excluded=unfit,
+                             cooling=cooling, **base)
     prefer, tier = _intent(route, facts, rules, model_tier)
     auto = None
     if tier == AUTO_TIER:
@@ -209,28 +215,35 @@ def choose_route(
     ranked = None if detail else _ranked_fast(facts, rules, latency, health, prefer, tier, rng,
                                                 explore_rate)
     excluded: list[Exclusion] = []
+    cooling = False  # the fast path only answers when some candidate is not cooling down
     if ranked is None:
-        ranked, excluded = _ranked_full(facts, rules, latency, health, prefer, tier, rng,
-                                        explore_rate)
-    plan = _auto_plan(ranked, route, facts, rules, health)
+        ranked, excluded, cooling = _ranked_full(facts, rules, latency, health, prefer, tier,
+                                                 rng, explore_rate)
+    plan, cooling = _auto_plan(ranked, route, facts, rules, health, cooling=cooling)
     return RouteDecision(kind=AUTO, rule=route.where, plan=plan, prefer=prefer, tier=tier,
-                         candidates=tuple(ranked), excluded=tuple(excluded), auto=auto, **base)
+                         candidates=tuple(ranked), excluded=tuple(excluded), auto=auto,
+                         cooling=cooling, **base)
 
 
 def _ranked_full(
     facts: RequestFacts, rules: RuleSet, latency: LatencyTracker, health: Health, prefer: str,
     tier: str | None, rng: random.Random | None, explore_rate: float,
-) -> tuple[list[Candidate], list[Exclusion]]:
+) -> tuple[list[Candidate], list[Exclusion], bool]:
     """Every model of the tier ranked, every other one with why: ``detail``, and the reference
-    the fast path must agree with. Raises when nothing can serve."""
-    candidates, excluded = _eligible(facts, rules, latency if prefer == "fast" else None,
-                                     health, tier=tier)
+    the fast path must agree with. When every model that could serve is cooling down, those
+    are ranked (and True says so). Raises when nothing can serve."""
+    candidates, cooling, excluded = _eligible(
+        facts, rules, latency if prefer == "fast" else None, health, tier=tier)
+    all_cooling = not candidates and bool(cooling)
+    if all_cooling:
+        candidates = cooling
+        excluded = [e for e in excluded if e.kind != "cooling"]
     ranked = _rank(candidates, prefer)
     if prefer == "fast" and rng is not None and rng.random() < explore_rate:
         ranked = _explore(ranked, latency, rng)
     if not ranked:
         raise _nothing_eligible(excluded, f"tier {tier}" if tier else "the catalog")
-    return ranked, excluded
+    return ranked, excluded, all_cooling
 
 
 def _no_intent_for(model: str, spec: ModelSpec | None) -> UnknownModelError:
@@ -273,8 +286,11 @@ def _passthrough(facts: RequestFacts, rules: RuleSet, health: Health) -> Target:
 
 def _pinned(
     route: RouteSpec, facts: RequestFacts, rules: RuleSet, health: Health
-) -> tuple[tuple[Target, ...], tuple[Exclusion, ...]]:
+) -> tuple[tuple[Target, ...], tuple[Exclusion, ...], bool]:
+    """The pinned model and its fallbacks that can serve, in order; those cooling down only
+    when no other can (True then)."""
     plan: list[Target] = []
+    cooling: list[Target] = []
     excluded: list[Exclusion] = []
     for name in dict.fromkeys((route.model, *route.fallbacks)):  # each model once, in order
         spec = rules.catalog.find(name or "")
@@ -284,31 +300,39 @@ def _pinned(
             plan.append(_target(rules, spec))
         else:
             excluded.append(why)
+            if why.kind == "cooling":
+                cooling.append(_target(rules, spec))
+    if not plan and cooling:  # nothing else can serve: trying is never worse than refusing
+        kept = tuple(e for e in excluded if e.kind != "cooling")
+        return tuple(cooling[:MAX_PLAN]), kept, True
     if not plan:
         raise _nothing_eligible(excluded, f"the pinned model {route.model!r}")
-    return tuple(plan[:MAX_PLAN]), tuple(excluded)
+    return tuple(plan[:MAX_PLAN]), tuple(excluded), False
 
 
 def _eligible(
     facts: RequestFacts, rules: RuleSet, latency: LatencyTracker | None, health: Health, *,
     tier: str | None,
-) -> tuple[list[Candidate], list[Exclusion]]:
-    """The models that can serve, with this call's expected cost (and latency, when given a
-    tracker: only ``prefer: fast`` ranks by it)."""
+) -> tuple[list[Candidate], list[Candidate], list[Exclusion]]:
+    """The models that can serve, and those that could but are cooling down, with this call's
+    expected cost (and latency, when given a tracker: only ``prefer: fast`` ranks by it)."""
     output = expected_output_tokens(facts)
-    candidates, excluded = [], []
+    candidates: list[Candidate] = []
+    cooling: list[Candidate] = []
+    excluded: list[Exclusion] = []
     for spec in rules.catalog:
         if tier is not None and spec.tier != tier:
             continue
         why = exclusion(spec, facts, rules, health)
         if why is not None:
             excluded.append(why)
-            continue
+            if why.kind != "cooling":
+                continue
         cost = spec.expected_cost(facts.prompt_tokens, output)
         estimate = (latency.estimate(spec, stream=facts.stream, output_tokens=output)
                     if latency is not None else None)
-        candidates.append(Candidate(spec, cost, estimate))
-    return candidates, excluded
+        (candidates if why is None else cooling).append(Candidate(spec, cost, estimate))
+    return candidates, cooling, excluded
 
 
 def exclusion(
@@ -317,7 +341,8 @@ def exclusion(
     """Why ``spec`` cannot serve this call, or None when it can.
 
     What the request needs is checked before health: a model that could never serve this call
-    is a "request" exclusion (400), not "down" (a retryable 503), even while it is down.
+    is a "request" exclusion (400), not "down" (a retryable 503), even while it is down; and a
+    provider down before a deployment cooling down ("cooling": it serves when nothing else can).
     """
     if spec.provider not in rules.providers:
         return Exclusion(spec.name, f"provider {spec.provider!r} is not configured",
@@ -329,7 +354,7 @@ def exclusion(
         return Exclusion(spec.name, health.providers_down[spec.provider], kind="down")
     down = health.deployments_down
     if down and spec.deployment in down:
-        return Exclusion(spec.name, down[spec.deployment], kind="down")
+        return Exclusion(spec.name, down[spec.deployment], kind="cooling")
     return None
 
 
@@ -388,16 +413,24 @@ def _explore(
 
 def _auto_plan(
     ranked: list[Candidate], route: RouteSpec, facts: RequestFacts, rules: RuleSet,
-    health: Health,
-) -> tuple[Target, ...]:
+    health: Health, *, cooling: bool,
+) -> tuple[tuple[Target, ...], bool]:
+    """The head of the ranking, or its first and the route's fallbacks that can serve. When the
+    ranking is of models cooling down (``cooling``), fallbacks that are not cooling serve
+    alone; else the cooling ones, in order. Returns the plan and whether it is all cooling."""
     first = ranked[0].spec
-    if route.fallbacks:
-        rest = [rules.catalog.find(n) for n in dict.fromkeys(route.fallbacks)]
-        others = [s for s in rest if s and s.name != first.name
-                  and exclusion(s, facts, rules, health) is None]
-    else:
+    if not route.fallbacks:
         others = [c.spec for c in ranked[1:]]
-    return tuple(_target(rules, s) for s in [first, *others][:MAX_PLAN])
+    else:
+        rest = [s for n in dict.fromkeys(route.fallbacks)
+                if (s := rules.catalog.find(n)) is not None and s.name != first.name]
+        why = [exclusion(s, facts, rules, health) for s in rest]
+        others = [s for s, w in zip(rest, why, strict=True) if w is None]
+        if cooling and others:
+            return tuple(_target(rules, s) for s in others[:MAX_PLAN]), False
+        if cooling:
+            others = [s for s, w in zip(rest, why, strict=True) if w and w.kind == "cooling"]
+    return tuple(_target(rules, s) for s in [first, *others][:MAX_PLAN]), cooling
 
 
 def _target(rules: RuleSet, spec: ModelSpec) -> Target:
@@ -450,7 +483,7 @@ def _ranked_fast(
             return None
         band = up
     if not band:
-        return None  # nothing can serve: the full path says why
+        return None  # nothing can serve, or only models cooling down: the full path decides
     return _top(band, prefer, facts.prompt_tokens, output)
 
 
@@ -488,7 +521,7 @@ def _fastest(
         deployments = [deployments[i] for i in up]
         priors = [priors[i] for i in up]
     if not specs:
-        return None
+        return None  # every model is cooling down: the full path ranks them
     secs = latency.seconds(specs, stream=facts.stream, output_tokens=output, priors=priors)
     order = sorted(range(len(specs)), key=secs.__getitem__)  # by seconds; ties settled below
     prompt = facts.prompt_tokens
