@@ -8,7 +8,8 @@
 * ``GET .../models`` and ``GET .../models/{id}``: the model list / one model;
 * ``POST .../embeddings``: float or base64 (little-endian float32) embeddings;
 * anything else: 404 with an OpenAI error body;
-* scripted answers (status, body, headers, delay, hang, reset, mid-stream reset) taken FIFO.
+* scripted answers (status, body, headers, delay, hang, reset, mid-stream reset, a JSON body
+  cut mid-way) taken FIFO.
 
 The server runs on its own thread with its own asyncio loop, bound to 127.0.0.1 port 0; it
 parses HTTP/1.1 itself (request line, headers, Content-Length or chunked body, keep-alive,
@@ -241,7 +242,7 @@ class Responder:
     def __init__(self, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
         self._writer = writer
         self.keep_alive = keep_alive
-        self.state = "idle"  # idle -> streaming -> done, or -> aborted
+        self.state = "idle"  # idle -> streaming -> done, or -> aborted, or -> cut
 
     @property
     def finished(self) -> bool:
@@ -282,6 +283,16 @@ class Responder:
         self._writer.write(b"0\r\n\r\n")
         await self._writer.drain()
         self.state = "done"
+
+    async def send_cut(self, status: int, body: bytes, headers: HeaderPairs = ()) -> None:
+        """The head of a complete response (``Content-Length`` of all of ``body``), then only
+        the first half of ``body``; the connection is then closed (FIN, not RST) by the server:
+        a provider that dies mid-answer."""
+        fields = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        fields.append(("content-length", str(len(body))))
+        self._writer.write(self._head(status, fields) + body[: len(body) // 2])
+        await self._writer.drain()
+        self.state = "cut"
 
     def abort(self) -> None:
         """Drop the connection at once: SO_LINGER 0 makes the kernel send a TCP RST."""
@@ -541,6 +552,7 @@ class ScriptedAnswer:
     reset: bool = False
     stream_reset_after: int | None = None
     end_after: float = 0.0
+    cut_body: bool = False
 
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
@@ -657,6 +669,7 @@ class FakeOpenAI(LoopbackHTTPServer):
         reset: bool = False,
         stream_reset_after: int | None = None,
         end_after: float = 0.0,
+        cut_body: bool = False,
     ) -> None:
         """Queue the answer for the next unanswered request (FIFO).
 
@@ -668,10 +681,13 @@ class FakeOpenAI(LoopbackHTTPServer):
         * ``reset``: drop the connection (TCP RST) without answering;
         * ``stream_reset_after=N``: default behaviour, but reset the connection after N SSE
           events (for a non-streaming request: right after the response head);
-        * ``end_after``: a stream's ``[DONE]`` is sent, and the body ends this many seconds later.
+        * ``end_after``: a stream's ``[DONE]`` is sent, and the body ends this many seconds later;
+        * ``cut_body``: a JSON answer (the default one or ``body``) is sent with the head and the
+          ``Content-Length`` of the whole body, then half of the body, then the connection is
+          closed (streams are not affected).
         """
         answer = ScriptedAnswer(status, body, headers, delay, hang, reset, stream_reset_after,
-                                end_after)
+                                end_after, cut_body)
         with self._lock:
             self._script.append(answer)
 
@@ -707,6 +723,9 @@ class FakeOpenAI(LoopbackHTTPServer):
         raw = body.encode() if isinstance(body, str) else body
         payload = raw if isinstance(raw, bytes) else json_bytes(raw)
         headers = merge_headers(self._base_headers(seq, "application/json"), answer.headers)
+        if answer.cut_body:
+            await responder.send_cut(answer.status, payload, headers)
+            return
         await responder.send(answer.status, payload, headers)
 
     async def _route(
@@ -742,6 +761,9 @@ class FakeOpenAI(LoopbackHTTPServer):
         if answer.stream_reset_after is not None:
             await responder.start_stream(status, headers)
             responder.abort()
+            return
+        if answer.cut_body:
+            await responder.send_cut(status, json_bytes(body), headers)
             return
         await responder.send(status, json_bytes(body), headers)
 
