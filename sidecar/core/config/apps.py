@@ -35,13 +35,22 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sidecar.core.config.catalog import REQUESTABLE_TIERS, TIERS, Catalog, ModelSpec
+from sidecar.core.config.catalog import Catalog, ModelSpec
 from sidecar.core.config.yamlfile import FieldError, key_name, key_step, unknown_keys
-from sidecar.core.facts import LISTENERS, PREFERS, RequestFacts
-
-AUTO = "auto"
-PASSTHROUGH = "passthrough"
-
+from sidecar.core.facts import RequestFacts
+from sidecar.core.vocabulary import (
+    AUTO,
+    LISTENERS,
+    PASSTHROUGH,
+    PIN,
+    PREFERS,
+    REQUESTABLE_TIERS,
+    TIERS,
+    Listener,
+    Prefer,
+    RequestableTier,
+    RouteKind,
+)
 
 Glob = Callable[[str], "re.Match[str] | None"]  # a compiled glob: ``glob(text) is not None``
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,7 +74,7 @@ class MatchSpec:
     client: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # see Network
     header: tuple[tuple[str, str], ...] = ()  # (lower-case name, value glob)
     api_key_sha256: str | None = None  # a hex prefix
-    listen: str | None = None
+    listen: Listener | None = None
     user_agent: str | None = None  # glob
     # compiled from the above (__post_init__): one test, the conjunction of one check per key
     _test: Test = field(init=False, repr=False, compare=False)
@@ -187,10 +196,10 @@ def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     pattern: str  # a model glob as the app sends it
-    kind: str  # "pin" | "passthrough" | "auto"
-    model: str | None = None  # the pinned model (kind == "pin")
-    prefer: str | None = None
-    tier: str | None = None
+    kind: RouteKind
+    model: str | None = None  # the pinned model (kind == PIN)
+    prefer: Prefer | None = None
+    tier: RequestableTier | None = None
     fallbacks: tuple[str, ...] = ()
     where: str = ""  # the rules.yaml key path, for explanations
 
@@ -413,12 +422,13 @@ def _key_hash(value: Any) -> str | None:
     return text
 
 
-def _listen(value: Any) -> str | None:
+def _listen(value: Any) -> Listener | None:
     if value is None:
         return None
-    if value not in LISTENERS:
-        raise FieldError("match.listen", f"{value!r} is not one of: {', '.join(LISTENERS)}")
-    return str(value)
+    for listener in LISTENERS:
+        if value == listener:
+            return listener
+    raise FieldError("match.listen", f"{value!r} is not one of: {', '.join(LISTENERS)}")
 
 
 def parse_routes(
@@ -470,7 +480,7 @@ def parse_route(
     spec = catalog.find(model)
     assert spec is not None
     _check_served(spec, providers, "" if short else "model")
-    return RouteSpec(pattern=pattern, kind="pin", model=spec.name, fallbacks=fallbacks,
+    return RouteSpec(pattern=pattern, kind=PIN, model=spec.name, fallbacks=fallbacks,
                      where=where)
 
 

@@ -23,7 +23,7 @@ from sidecar.core.config.yamlfile import (
     unknown_keys,
 )
 from sidecar.core.errors import ConfigError
-from sidecar.core.vocabulary import AUTO_TIER, REQUESTABLE_TIERS, TIERS, Deployment
+from sidecar.core.vocabulary import AUTO_TIER, REQUESTABLE_TIERS, TIERS, Deployment, Tier
 
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "reasoning"})
 BUILTIN_CATALOG = "catalog.yaml"
@@ -34,7 +34,7 @@ class ModelSpec:
     name: str  # what apps and rules call it
     provider: str  # a provider name from rules.yaml
     upstream_id: str  # the provider's own model id
-    tier: str
+    tier: Tier
     input_price: float  # USD per million tokens
     output_price: float
     context: int  # max input tokens

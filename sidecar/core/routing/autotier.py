@@ -35,7 +35,10 @@ from math import log2
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
-TIERS = ("economy", "standard", "premium")
+from sidecar.core import vocabulary
+from sidecar.core.vocabulary import Tier
+
+TIERS: tuple[str, ...] = vocabulary.TIERS  # re-exported (as plain strings) for cli.autotier_eval
 
 BASE = 33.0  # where a request without any signal starts: just below the standard threshold
 
@@ -152,7 +155,7 @@ class Thresholds:
             raise ValueError(f"auto_tier.standard ({self.standard:g}) must not be above "
                              f"auto_tier.premium ({self.premium:g})")
 
-    def tier_for(self, score: float) -> str:
+    def tier_for(self, score: float) -> Tier:
         if score >= self.premium:
             return "premium"
         if score >= self.standard:
@@ -163,7 +166,7 @@ class Thresholds:
 @dataclass(frozen=True, slots=True)
 class TierScore:
     score: float  # 0..100, rounded to 1 decimal
-    tier: str  # economy | standard | premium
+    tier: Tier
     contributions: tuple[tuple[str, float], ...]  # (feature, points): every feature that moved it
 
 

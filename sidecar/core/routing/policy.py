@@ -75,14 +75,23 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sidecar.core.config.apps import AUTO, PASSTHROUGH, AppSpec, RouteSpec
-from sidecar.core.config.catalog import AUTO_TIER, TIERS, ModelSpec
+from sidecar.core.config.apps import AppSpec, RouteSpec
+from sidecar.core.config.catalog import ModelSpec
 from sidecar.core.config.rules import RuleSet
 from sidecar.core.errors import NoEligibleModelError, NoRouteError, UnknownModelError
 from sidecar.core.facts import RequestFacts
 from sidecar.core.routing.autotier import TierScore, score_request
 from sidecar.core.routing.latency import LatencyEstimate, LatencyTracker, prior_seconds
-from sidecar.core.vocabulary import Deployment, ExclusionKind
+from sidecar.core.vocabulary import (
+    AUTO,
+    AUTO_TIER,
+    PASSTHROUGH,
+    PIN,
+    TIERS,
+    Deployment,
+    ExclusionKind,
+    RouteKind,
+)
 
 MAX_PLAN = 3  # the serving model and up to two fallbacks
 EXPECTED_OUTPUT_TOKENS = 500  # what a call is assumed to generate when max_tokens says no less
@@ -136,7 +145,7 @@ class Health:
 class RouteDecision:
     app: str
     requested_model: str
-    kind: str  # "pin" | "passthrough" | "auto"
+    kind: RouteKind
     rule: str  # which rules.yaml entry decided, or why none did
     plan: tuple[Target, ...]
     prefer: str | None = None
@@ -171,7 +180,7 @@ def _implied_route(model: str, pinned: str | None) -> RouteSpec:
     catalog model ``pinned`` (immutable and few, so made once)."""
     if pinned is None:
         return RouteSpec(pattern=model, kind=AUTO, where=f"no route: the request asks for {model!r}")
-    return RouteSpec(pattern=model, kind="pin", model=pinned, where="no route: a catalog model")
+    return RouteSpec(pattern=model, kind=PIN, model=pinned, where="no route: a catalog model")
 
 
 def choose_route(
@@ -202,10 +211,10 @@ def choose_route(
     if route.kind == PASSTHROUGH:
         return RouteDecision(kind=PASSTHROUGH, rule=route.where,
                              plan=(_passthrough(facts, rules, health),), **base)
-    if route.kind == "pin":
+    if route.kind == PIN:
         assert route.model is not None
         plan, unfit, cooling = _pinned(route, facts, rules, health)
-        return RouteDecision(kind="pin", rule=route.where, plan=plan, excluded=unfit,
+        return RouteDecision(kind=PIN, rule=route.where, plan=plan, excluded=unfit,
                              cooling=cooling, **base)
     prefer, tier = _intent(route, facts, rules, model_tier)
     auto = None
