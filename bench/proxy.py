@@ -8,7 +8,7 @@ on CONNECT, and there is no such host here), and the smallest addon that makes t
 possible: it points every request at the fake upstream over plain HTTP (as the sidecar does) and
 streams ``text/event-stream`` answers instead of buffering them. This is the "regular + HTTPS
 interception, route addon" row of mitmproxy-findings.md section 6. ``--lean``: the same with the
-sidecar's own addon set (core, proxyserver, next_layer, tlsconfig, block, as ``sidecar.cli.serve``
+sidecar's own addon set (core, proxyserver, next_layer, tlsconfig, block, as ``sidecar.proxy.server.serve``
 loads them), i.e. mitmproxy's floor. The sidecar itself is run as ``python -m sidecar run``.
 
 Intercepts HTTPS with the CA in ``--confdir``. Prints one JSON line

@@ -229,7 +229,7 @@ class Runner:
         return Child(kind, args, logdir=self.workdir, cpu=1, env=env, wait_port=port)
 
     def run(self) -> dict[str, Any]:
-        from sidecar.cli.main import ensure_ca
+        from sidecar.proxy.server import ensure_ca
 
         ca = ensure_ca(self.confdir).cert
         upstream = Child("upstream", ["bench.upstream"], logdir=self.workdir, cpu=0)

@@ -36,9 +36,10 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from sidecar.cli.main import ensure_ca, parser
+from sidecar.cli.main import parser
 from sidecar.core.config.rules import parse_rules_text
 from sidecar.proxy.metrics import Metrics, serve_metrics
+from sidecar.proxy.server import DEFAULT_GRACE_PERIOD, ensure_ca
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -50,7 +51,6 @@ REDIRECT_INIT = "iptables-init"
 # The oldest Kubernetes with native sidecars (init containers with restartPolicy: Always) on by
 # default, and the newest whose schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
-DEFAULT_GRACE_PERIOD = 20.0  # seconds; `model-router run --grace-period`
 
 
 # --------------------------------------------------------------------------------------------

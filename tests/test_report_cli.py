@@ -71,6 +71,7 @@ def test_check_prints_the_resolved_setup(capsys: pytest.CaptureFixture[str]) -> 
         "  default  match: everything",
     ]
     assert re.search(r"^Catalog: \d+ models, \d+ on available providers$", out, re.M)
+    assert "WARNING" not in out  # the bundled rules serve api.openai.com by its provider
 
 
 def test_check_reports_a_provider_without_its_key(
@@ -87,6 +88,60 @@ def test_check_reports_a_provider_without_its_key(
     out = run(capsys, "check", "--rules", str(path))[1]
     assert "UNAVAILABLE" not in out and "key: env:MR_TEST_GEMINI_KEY  [ok]" in out
     assert "sk-gem-secret" not in out
+
+
+def test_check_warns_when_an_intercepted_host_skips_a_provider_of_its_type(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    """defect 3 of issue 13: `intercept: [api.openai.com]` beside an `openai` provider elsewhere
+    sends passthrough to api.openai.com itself; the user probably meant that provider."""
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nintercept: [api.openai.com]\nproviders:\n"
+                    "  openai: {type: openai, base_url: https://llm.internal.example/v1}\n")
+    code, out, err = run(capsys, "check", "--rules", str(path))
+    assert (code, err) == (0, "")
+    assert "  api.openai.com:443  passthrough -> api.openai.com (direct)" in out.splitlines()
+    assert section(out, "Warnings:") == [
+        "  WARNING: api.openai.com:443 is served directly (passthrough -> api.openai.com "
+        "(direct), https://api.openai.com/v1, with the app's own key) although provider "
+        "'openai' (type openai) is configured: passthrough calls to this host never go to it. "
+        "If they should, write `intercept: [{host: api.openai.com, provider: openai}]`."]
+
+
+def test_check_names_every_provider_of_the_type_and_each_direct_host(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nintercept: [api.openai.com, 'llm.example:8443']\nproviders:\n"
+                    "  a: {type: openai, base_url: https://a.example/v1}\n"
+                    "  b: {type: openai, base_url: https://b.example/v1}\n"
+                    "  aws: {type: bedrock, region: us-east-1}\n")
+    warnings = section(run(capsys, "check", "--rules", str(path))[1], "Warnings:")
+    assert [w.split(" is served directly")[0] for w in warnings] == [
+        "  WARNING: api.openai.com:443", "  WARNING: llm.example:8443"]
+    assert all("providers 'a', 'b' (type openai) are configured" in w
+               and w.endswith(" (NAME one of: a, b).") for w in warnings)
+    assert "`intercept: [{host: llm.example:8443, provider: NAME}]`" in warnings[1]
+    assert "'aws'" not in warnings[0] and "llm.example (direct)'" not in warnings[0]
+
+
+@pytest.mark.parametrize("text", [
+    # the host is a configured provider's: passthrough goes to it
+    "providers:\n  openai: {type: openai, base_url: https://api.openai.com/v1}\n",
+    # named explicitly
+    "intercept: [{host: api.openai.com, provider: corp}]\n"
+    "providers:\n  corp: {type: openai, base_url: https://corp.example/v1}\n",
+    # served directly, but no other provider of its type exists
+    "providers:\n  aws: {type: bedrock, region: us-east-1}\n",
+])
+def test_check_does_not_warn_about_a_host_served_as_meant(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\n" + text)
+    code, out, err = run(capsys, "check", "--rules", str(path))
+    assert (code, err) == (0, "") and out.startswith(f"{path}: OK")
+    assert "WARNING" not in out and "Warnings:" not in out
 
 
 @pytest.mark.parametrize("text, where", [

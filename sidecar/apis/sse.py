@@ -21,6 +21,10 @@ class UsageTap:
         self.error = False  # the provider sent an error event
         self._buffer = b""
 
+    @property
+    def failed(self) -> bool:
+        return self.error
+
     def __call__(self, data: bytes) -> list[bytes]:
         if not data:  # the end: whatever is left is an incomplete event; pass it on
             rest, self._buffer = self._buffer, b""

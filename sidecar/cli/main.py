@@ -7,296 +7,41 @@
     model-router models   [--rules rules.yaml]
     model-router env      [--app NAME] [--format bash|fish|dotenv]
 
-Only this module and ``addon.py`` import mitmproxy; the routing itself lives in the pure core.
+argparse and the commands only: serving (mitmproxy, the CA, signals, drain) is
+``sidecar.proxy.server``, the routing itself the pure core, the text ``report``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import logging.handlers
 import os
-import queue
-import signal
-import socket
 import sys
-import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sidecar.cli import autotier_eval, report
-from sidecar.core.config.catalog_import import import_litellm
-from sidecar.core.config.rules import RuleSet, load_rules, unavailable_providers
-from sidecar.core.errors import SidecarError, error_body
+from sidecar.cli import autotier_eval, catalog, check, report
+from sidecar.core.config.rules import RuleSet, load_rules
+from sidecar.core.errors import SidecarError
 from sidecar.core.live import View, view_of
-from sidecar.proxy.addon import Sidecar, intercept_patterns
-from sidecar.proxy.metrics import parse_live_state, serve_metrics
-from sidecar.proxy.tasks import spawn
+from sidecar.proxy.metrics import parse_live_state
+from sidecar.proxy.server import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_METRICS_PORT,
+    Addresses,
+    RunConfig,
+    default_confdir,
+    ensure_ca,
+    logging_off_the_loop,
+    quiet_libraries,
+    serve,
+)
 
 log = logging.getLogger("sidecar")
-
-CA_BASENAME = "mitmproxy"
-DEFAULT_BODY_LIMIT = "32m"
-DEFAULT_METRICS_PORT = 9464
-DEFAULT_GRACE_PERIOD = 20.0  # vision payloads are large; everything above is refused (413)
-
-
-def default_confdir() -> Path:
-    return Path(os.environ.get("MODEL_ROUTER_HOME") or Path.home() / ".model-router")
-
-
-@dataclass(frozen=True, slots=True)
-class RunConfig:
-    rules: Path = Path("rules.yaml")
-    listen_host: str = "127.0.0.1"
-    proxy_port: int | None = 8080
-    reverse_port: int | None = 8081
-    transparent_port: int | None = None
-    confdir: Path = field(default_factory=default_confdir)
-    body_size_limit: str = DEFAULT_BODY_LIMIT
-    proxy_auth: str = ""  # a file of user:password lines; "" = no proxy authentication
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = DEFAULT_METRICS_PORT  # Prometheus /metrics; None: off
-    grace_period: float = DEFAULT_GRACE_PERIOD  # seconds calls in flight get on SIGTERM
-
-
-@dataclass(frozen=True, slots=True)
-class CaFiles:
-    cert: Path  # the sidecar's CA certificate alone (NODE_EXTRA_CA_CERTS)
-    bundle: Path  # public roots + the sidecar's CA (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, ...)
-
-
-def ensure_ca(confdir: Path) -> CaFiles:
-    """Create the persistent CA on first use (private key 0600) and the combined bundle."""
-    import certifi
-    from mitmproxy.certs import CertStore
-
-    confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = CertStore.from_store(confdir, CA_BASENAME, 2048)
-    cert = confdir / f"{CA_BASENAME}-ca-cert.pem"
-    if not cert.exists():  # an operator's own CA: mitmproxy only writes this file for a new one
-        cert.write_bytes(store.default_ca.to_pem())
-    for private in (f"{CA_BASENAME}-ca.pem", f"{CA_BASENAME}-ca.p12"):
-        if (confdir / private).exists():
-            os.chmod(confdir / private, 0o600)
-    bundle = confdir / "ca-bundle.pem"
-    roots = Path(certifi.where()).read_text("ascii")
-    text = f"{roots.rstrip()}\n\n# model-router sidecar CA\n{cert.read_text('ascii')}"
-    if not bundle.exists() or bundle.read_text("ascii") != text:
-        bundle.write_text(text, "ascii")
-    return CaFiles(cert=cert, bundle=bundle)
-
-
-def modes(config: RunConfig, rules: RuleSet) -> list[str]:
-    host = config.listen_host
-    out = []
-    if config.proxy_port is not None:
-        out.append(f"regular@{host}:{config.proxy_port}")
-    if config.reverse_port is not None:
-        out.append(f"reverse:https://{rules.intercept[0].address}@{host}:{config.reverse_port}")
-    if config.transparent_port is not None:
-        out.append(f"transparent@{host}:{config.transparent_port}")
-    return out
-
-
-class _Running:
-    """Reports the bound addresses once mitmproxy is up."""
-
-    def __init__(self, on_ready: Callable[[dict[str, list[tuple[str, int]]]], None]) -> None:
-        self.on_ready = on_ready
-        self.failed = ""
-
-    def running(self) -> None:
-        from mitmproxy import ctx
-
-        servers = list(ctx.master.addons.get("proxyserver").servers)
-        failed = [f"{s.mode.full_spec}: {s.last_exception}" for s in servers if not s.is_running]
-        if failed:
-            self.failed = "cannot listen: " + "; ".join(failed)
-            ctx.master.shutdown()
-            return
-        for server in servers:
-            deepen_backlog(server)
-        addrs = {s.mode.type_name: [tuple(a[:2]) for a in s.listen_addrs] for s in servers}
-        self.on_ready(addrs)
-
-
-LISTEN_BACKLOG = 1024
-
-
-def deepen_backlog(server: Any) -> None:
-    """mitmproxy listens with asyncio's default backlog of 100: a burst of new connections
-    (hundreds of streams opening at once) overflows it and clients wait for SYN retries.
-    ``listen()`` again on the same socket only changes its queue length."""
-    for listener in getattr(server, "_servers", ()):
-        for sock in getattr(listener, "sockets", ()) if isinstance(listener, asyncio.Server) else ():
-            with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
-                dup.listen(LISTEN_BACKLOG)
-
-
-async def serve(
-    config: RunConfig, *, addon: Sidecar | None = None,
-    on_ready: Callable[[dict[str, list[tuple[str, int]]]], None] | None = None,
-    on_master: Callable[[Any], None] | None = None,
-) -> None:
-    """Run the sidecar until ``master.shutdown()``; one per process at a time."""
-    from mitmproxy.addons import block, core, next_layer, proxyserver, tlsconfig
-    from mitmproxy.master import Master
-    from mitmproxy.options import Options
-
-    rules = load_rules(config.rules)
-    ensure_ca(config.confdir)
-    install_openai_error_pages()
-    addon = addon or Sidecar()
-    metrics_server = None
-    if config.metrics_port is not None:
-        ready = addon
-        metrics_server, bound = serve_metrics(addon.metrics, config.metrics_host,
-                                              config.metrics_port, ready=lambda: ready.ready)
-        addon.metrics_port = bound
-    master = Master(Options(confdir=str(config.confdir), mode=modes(config, rules)))
-    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
-                      tlsconfig.TlsConfig(), block.Block(), addon)
-    watcher = _Running(on_ready or (lambda addrs: None))
-    master.addons.add(watcher)
-    master.options.update(
-        connection_strategy="lazy", allow_hosts=intercept_patterns(rules),
-        body_size_limit=config.body_size_limit, sidecar_rules=str(config.rules),
-        sidecar_proxy_auth=config.proxy_auth,
-    )
-    if on_master is not None:
-        on_master(master)
-    _handle_signals(master, addon, config.grace_period)
-    try:
-        await master.run()
-    finally:
-        await _close(master)
-        if metrics_server is not None:
-            metrics_server.shutdown()
-            metrics_server.server_close()
-    if watcher.failed:
-        raise StartupError(watcher.failed)
-
-
-def openai_error_page(status: int, message: str) -> bytes:
-    """mitmproxy's own error answers (connect failures, 413, protocol errors) as OpenAI JSON."""
-    if status == 413:
-        text, kind, code = f"The request body is too large: {message}", "invalid_request_error", (
-            "request_too_large")
-    elif status < 500:
-        text, kind, code = f"Bad request: {message}", "invalid_request_error", "invalid_request"
-    else:
-        text, kind, code = (f"model-router could not reach the provider: {message}", "api_error",
-                            "upstream_connect_error")
-    return json.dumps(error_body(text, type=kind, code=code)).encode()
-
-
-def _openai_error_response(status_code: int, message: str = "") -> bytes:
-    from mitmproxy import http
-    from mitmproxy.net.http import http1
-
-    resp = http.Response.make(status_code, openai_error_page(status_code, message), {
-        "content-type": "application/json", "connection": "close",
-        "x-request-id": f"req_{uuid.uuid4().hex}",
-    })
-    return bytes(http1.assemble_response(resp))
-
-
-def install_openai_error_pages() -> None:
-    """Replace mitmproxy's HTML error pages: apps behind the sidecar expect OpenAI errors."""
-    from mitmproxy.proxy.layers.http import _http1, _http2, _http3
-
-    _http1.make_error_response = _openai_error_response
-    for module in (_http2, _http3):  # their error bodies (the status line is the protocol's)
-        setattr(module, "format_error", openai_error_page)  # noqa: B010 - not re-exported
-
-
-class StartupError(SidecarError):
-    """The sidecar could not start (a port in use, an unusable address)."""
-
-
-def _handle_signals(master: Any, addon: Sidecar, grace: float) -> None:
-    """SIGHUP re-reads rules.yaml; SIGTERM/SIGINT drain: stop accepting, let calls in flight
-    (streams included) finish for up to ``grace`` seconds, then stop."""
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(addon.reload("SIGHUP"),
-                                                             name="reload"))
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: spawn(drain(master, addon, grace),
-                                                       name="drain"))
-    except (RuntimeError, ValueError, NotImplementedError):
-        log.debug("signal handlers not available here (not the main thread)")
-
-
-async def drain(master: Any, addon: Sidecar, grace: float) -> None:
-    """Graceful shutdown: not ready, listeners closed, in-flight calls finish, then stop."""
-    if not addon.ready and addon.draining:
-        master.shutdown()  # a second signal: stop now
-        return
-    addon.ready, addon.draining = False, True
-    log.info("shutting down: waiting up to %.0f s for %d call(s) in flight", grace,
-             addon.in_flight)
-    await master.addons.get("proxyserver").servers.update([])
-    deadline = asyncio.get_running_loop().time() + grace
-    while addon.in_flight > 0 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-    if addon.in_flight:
-        log.warning("grace period over: %d call(s) cut", addon.in_flight)
-    master.shutdown()
-
-
-async def _close(master: Any) -> None:
-    """mitmproxy leaves listeners and live connections open after run(); close both."""
-    ps = master.addons.get("proxyserver")
-    await ps.servers.update([])
-    for handler in list(ps.connections.values()):
-        for transport in list(handler.transports.values()):
-            if transport.handler is not None:
-                transport.handler.cancel()
-    for _ in range(100):
-        if not ps.connections:
-            break
-        await asyncio.sleep(0.01)
-
-
-def _quiet_mitmproxy() -> None:
-    """No per-connection or per-request lines from the libraries on the hot path."""
-    for name in ("mitmproxy", "httpx", "httpcore", "botocore", "boto3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-@contextlib.contextmanager
-def logging_off_the_loop() -> Iterator[None]:
-    """Log lines (the access line of every call among them) are formatted where they are logged
-    and written to stderr by a thread (logging's QueueHandler and QueueListener): a slow stderr
-    -- a full pipe to a log collector -- never stalls the event loop that serves the calls."""
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    stderr = logging.StreamHandler()
-    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
-    listener = logging.handlers.QueueListener(lines, stderr)
-    queued = logging.handlers.QueueHandler(lines)  # merges the message (and any traceback)
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    root.addHandler(queued)
-    listener.start()
-    try:
-        yield
-    finally:
-        listener.stop()  # writes what is queued
-        root.removeHandler(queued)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -305,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    _quiet_mitmproxy()
+    quiet_libraries()
     config = RunConfig(
         rules=Path(args.rules), listen_host=args.listen_host, proxy_port=args.proxy_port,
         reverse_port=args.reverse_port, transparent_port=args.transparent_port,
@@ -314,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
     )
 
-    def ready(addrs: dict[str, list[tuple[str, int]]]) -> None:
+    def ready(addrs: Addresses) -> None:
         for mode, bound in addrs.items():
             unique = dict.fromkeys(f"{h}:{p}" for h, p in bound)  # reverse https: TCP + UDP
             log.info("listening (%s) on %s", mode, ", ".join(unique))
@@ -329,6 +74,9 @@ def _run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     print(report.render_check(rules, local_down(rules)))
+    warnings = check.setup_warnings(rules)
+    if warnings:
+        print("\nWarnings:\n" + "\n".join(f"  WARNING: {w}" for w in warnings))
     return 0
 
 
@@ -346,21 +94,16 @@ def _view(rules: RuleSet, metrics_url: str) -> View:
             live = parse_live_state(resp.read().decode("utf-8"))
     except (OSError, ValueError):
         pass
-    return view_of(local_down(rules), live, source=metrics_url)
+    return view_of(local_down(rules), live, source=metrics_url, catalog=rules.catalog)
 
 
 def local_down(rules: RuleSet) -> dict[str, str]:
     """Providers this environment cannot serve: missing key variables, no AWS credentials."""
-    from sidecar.providers.bedrock.signing import BedrockSigner
-    from sidecar.proxy.addon import NO_AWS_CREDENTIALS
+    from sidecar.providers.registry import make_adapters
 
-    down = unavailable_providers(rules, os.environ)
-    for p in rules.providers.values():
-        if p.type == "bedrock" and p.region:
-            signer = BedrockSigner(p.region, endpoint_url=p.endpoint_url, profile=p.profile)
-            if not signer.resolve():
-                down[p.name] = NO_AWS_CREDENTIALS
-    return down
+    adapters = make_adapters(rules.providers, os.environ)
+    return {name: why for name, adapter in adapters.items()
+            if (why := adapter.unavailable()) is not None}
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -402,32 +145,6 @@ def read_request(path: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestFileError(f"{path}: the request file must hold a JSON object")
     return body
-
-
-def cmd_catalog_import(args: argparse.Namespace) -> int:
-    """Write a catalog file with prices and limits refreshed from a LiteLLM price map."""
-    try:
-        price_map = json.loads(Path(args.file).read_text("utf-8"))
-    except (OSError, ValueError) as e:
-        raise RequestFileError(f"{args.file}: {e}") from None
-    if not isinstance(price_map, dict):
-        raise RequestFileError(f"{args.file}: not a JSON object of model keys")
-    rules = load_rules(args.rules)
-    as_of = time.strftime("%Y-%m-%d", time.gmtime(Path(args.file).stat().st_mtime))
-    result = import_litellm(price_map, rules.catalog, source=f"LiteLLM map {Path(args.file).name}",
-                            as_of=as_of)
-    header = (f"# Generated by `model-router catalog import {args.file}` on "
-              f"{time.strftime('%Y-%m-%d')}.\n# Use it from rules.yaml: catalog: "
-              f"{Path(args.output).name}\n")
-    Path(args.output).write_text(header + yaml.safe_dump({"models": result.entries},
-                                                        sort_keys=False), "utf-8")
-    print(f"{len(result.entries)} models refreshed into {args.output} "
-          f"({len(result.changed)} changes; {len(result.unmatched)} not in the map)")
-    for line in result.changed:
-        print(f"  {line}")
-    if result.unmatched:
-        print("not in the map: " + ", ".join(result.unmatched))
-    return 0
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -504,16 +221,7 @@ def parser() -> argparse.ArgumentParser:
                          help="a running sidecar's /metrics, for its observed latency, cooldowns "
                               "and provider state (ignored when unreachable)")
 
-    catalog = sub.add_parser("catalog", help="maintain the model catalog")
-    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
-    imp = catalog_sub.add_parser("import", help="refresh prices and context windows from a "
-                                 "LiteLLM model_prices_and_context_window.json")
-    imp.add_argument("file", help="the LiteLLM-format price map (JSON)")
-    imp.add_argument("-o", "--output", default="catalog.prices.yaml",
-                     help="the catalog file to write (default catalog.prices.yaml); name it in "
-                          "rules.yaml as `catalog: FILE`")
-    imp.add_argument("--rules", default=os.environ.get("MODEL_ROUTER_RULES", "rules.yaml"))
-    imp.set_defaults(func=cmd_catalog_import)
+    catalog.add_parser(sub)
 
     evaluate = sub.add_parser("eval-tiers", help="evaluate tier auto on the labelled set: "
                               "accuracy, confusion matrix, tier shares, cost vs all-premium",

@@ -74,7 +74,7 @@ def failure_kind(reason: str) -> str:
         code = reason.split()[1]
         return "status_429" if code == "429" else f"status_{code[0]}xx"
     head = reason.split(":")[0]
-    return head if head in ("timeout", "connect", "malformed", "stream", "refused") else "other"
+    return head if head in ("timeout", "connect", "read", "malformed", "stream") else "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,7 @@ class CallRecord:
     cost: float | None
     savings: float | None
     failures: tuple[tuple[str, str, str], ...] = ()  # (model, provider, reason) before the answer
+    skipped: tuple[tuple[str, str, str], ...] = ()  # targets the sidecar could not send it to
     shadow_model: str | None = None  # shadow mode: what the rules decided
     shadow_savings: float | None = None
 
@@ -115,6 +116,8 @@ class CallRecord:
             "ttft_s": None if self.ttft is None else round(self.ttft, 4),
             "overhead_ms": round(self.overhead * 1000, 3),
             "fallbacks": [{"model": m, "provider": p, "reason": r} for m, p, r in self.failures],
+            **({"skipped": [{"model": m, "provider": p, "reason": r} for m, p, r in self.skipped]}
+               if self.skipped else {}),
             **({"shadow_model": self.shadow_model,
                 "shadow_savings_usd": _round(self.shadow_savings)} if self.shadow_model else {}),
         }
@@ -145,8 +148,10 @@ class _Decision(Protocol):
 
 
 class CallState(Protocol):
-    """What the addon knows about a finished call (its FlowState), read-only."""
+    """What the addon knows about a finished call (its CallState), read-only."""
 
+    @property
+    def app(self) -> str: ...  # the app that matched ("other" when the call never got that far)
     @property
     def decision(self) -> _Decision | None: ...
     @property
@@ -163,6 +168,8 @@ class CallState(Protocol):
     def stream(self) -> bool: ...
     @property
     def failures(self) -> list[tuple[Any, str]]: ...
+    @property
+    def skipped(self) -> list[tuple[Any, str]]: ...
 
 
 def call_record(state: CallState, status: int, usage: Usage | None, *, duration: float,
@@ -173,7 +180,7 @@ def call_record(state: CallState, status: int, usage: Usage | None, *, duration:
     decided = decision.target.spec if decision is not None and state.shadow else None
     return CallRecord(
         request_id=state.request_id,
-        app=decision.app if decision else "other",
+        app=decision.app if decision else state.app,
         requested_model=decision.requested_model if decision else "",
         served_model=served.name if served else None,
         provider=served.provider if served else None,
@@ -183,6 +190,7 @@ def call_record(state: CallState, status: int, usage: Usage | None, *, duration:
         overhead=state.overhead_ms / 1000, usage=usage,
         cost=cost(served_spec, usage), savings=savings(requested, served_spec, usage),
         failures=tuple((t.name, t.provider, why) for t, why in state.failures),
+        skipped=tuple((t.name, t.provider, why) for t, why in state.skipped),
         shadow_model=decision.target.name if decision is not None and state.shadow else None,
         shadow_savings=savings(requested, decided, usage) if state.shadow else None,
     )

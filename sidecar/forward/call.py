@@ -1,120 +1,50 @@
-"""One attempt at serving a call: the exact HTTP request a provider gets (``UpstreamCall``).
+"""From the app's call to one attempt's HTTP request (``UpstreamCall``), on both forwarding paths.
 
-``Dispatcher.prepare`` is used on both forwarding paths: the fast path applies the call to the
-mitmproxy flow, the relay sends it with httpx. It holds what is fixed per rules load (endpoints,
-keys, Bedrock signers), so nothing is parsed again per request.
+``app_request`` removes the router's own fields (``prefer``, ``tier``) once, before any
+translator (Responses -> chat, chat -> Converse) or provider sees the body. ``Dispatcher``
+holds what is fixed per rules load (one adapter per provider) and prepares an attempt for a
+target: a Responses call goes as it is to a provider that speaks the Responses API, and as
+chat.completions (translated back on the way out: ``sidecar.forward.answer``) to any other.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sidecar.apis.responses import to_chat_request
-from sidecar.core.config.rules import ProviderSpec
-from sidecar.core.errors import UnknownModelError
 from sidecar.core.routing.policy import Target
-from sidecar.providers import openai_compat
-from sidecar.providers.bedrock.adapter import BedrockAdapter
-from sidecar.providers.openai_compat import Endpoint
-
-# Never forwarded: they describe the app's connection to the sidecar, not the call. The body is
-# sent decoded (as it was read), so its content-encoding does not go either.
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length", "content-encoding",
-})
+from sidecar.core.vocabulary import ROUTER_FIELDS
+from sidecar.providers import Adapter, Api, AppRequest, UpstreamCall
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamCall:
-    target: Target
-    kind: str  # "openai" | "bedrock"
-    endpoint: Endpoint  # scheme, host and port, parsed once per rules load
-    path: str  # the request target on that host
-    headers: dict[str, str]  # every header to send (lower-case names), Host excluded
-    body: bytes
-    stream: bool
-    responses: Mapping[str, Any] | None = None  # a Responses request served via chat: translate back
-    timeout: float | None = None  # the provider's read timeout (None: the relay's default)
-
-    @property
-    def url(self) -> str:
-        return f"{self.endpoint.scheme}://{self.endpoint.host_header}{self.path}"
+def app_request(*, api: Api, path: str, headers: Mapping[str, str], raw: bytes,
+                body: Mapping[str, Any] | None, stream: bool) -> AppRequest:
+    """The app's call as attempts start from it, without the router's fields."""
+    if body is not None and any(k in body for k in ROUTER_FIELDS):
+        body = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
+        raw = _encode(body)
+    return AppRequest(api=api, path=path, headers=headers, raw=raw, body=body, stream=stream)
 
 
 class Dispatcher:
-    def __init__(
-        self, providers: Mapping[str, ProviderSpec], *, keys: Mapping[str, str | None],
-        bedrock: Mapping[str, BedrockAdapter],
-    ) -> None:
-        self.providers = providers
-        self.keys = keys  # provider -> the sidecar's own key (env:NAME), if any
-        self.bedrock = bedrock
-        self.endpoints = {p.name: openai_compat.parse_endpoint(p.base_url)
-                          for p in providers.values() if p.base_url}
-        self.endpoints.update({name: openai_compat.parse_endpoint(adapter.signer.base_url)
-                               for name, adapter in bedrock.items()})
+    def __init__(self, adapters: Mapping[str, Adapter]) -> None:
+        self.adapters = adapters
 
-    def prepare(
-        self, target: Target, *, path: str, headers: Mapping[str, str], raw: bytes,
-        body: dict[str, Any] | None, stream: bool, api: str = "chat",
-    ) -> UpstreamCall:
-        """The request for ``target``. ``headers`` are the app's (lower-case names); ``body`` is
-        the parsed chat or Responses body (None for other endpoints, whose ``raw`` bytes pass
-        unchanged). A Responses call goes as it is to a provider that speaks the Responses API,
-        and as chat.completions (translated back by the relay) to any other."""
-        provider = self.providers[target.provider]
-        if api == "responses" and body is not None:
-            if provider.type == "openai" and provider.responses:
-                return self._native_responses(target, path=path, headers=headers, body=body,
-                                              stream=stream)
-            chat = to_chat_request(body, model=target.upstream_model)
-            chat_path = path.split("?")[0].removesuffix("/responses") + "/chat/completions"
-            raw = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
-            call = self.prepare(target, path=chat_path, headers=headers, raw=raw, body=chat,
-                                stream=stream)
-            return replace(call, responses=body)
-        if provider.type == "bedrock":
-            return self._bedrock(target, path=path, body=body, stream=stream)
-        endpoint = self.endpoints[provider.name]
-        drop, add = openai_compat.upstream_headers(headers, provider, self.keys.get(provider.name))
-        sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in drop}
-        sent.update(add)
-        if body is not None and (target.upstream_model != body.get("model") or stream
-                                 or openai_compat.has_router_fields(body)):
-            raw = openai_compat.upstream_body(body, model=target.upstream_model,
-                                              usage=stream)
-        return UpstreamCall(target, "openai", endpoint, openai_compat.upstream_path(path, endpoint),
-                            sent, raw, stream, timeout=provider.timeout)
+    def prepare(self, target: Target, request: AppRequest) -> UpstreamCall:
+        """The request for ``target``; raises a ``SidecarError`` when it cannot take it."""
+        adapter = self.adapters[target.provider]
+        if request.api != "responses" or request.body is None or adapter.native_responses:
+            return adapter.prepare(target, request)
+        chat = to_chat_request(request.body, model=target.upstream_model)
+        path = request.path.split("?")[0].removesuffix("/responses") + "/chat/completions"
+        call = adapter.prepare(target, AppRequest(api="chat", path=path, headers=request.headers,
+                                                  raw=_encode(chat), body=chat,
+                                                  stream=request.stream))
+        return replace(call, responses=request.body)
 
-    def _native_responses(
-        self, target: Target, *, path: str, headers: Mapping[str, str], body: dict[str, Any],
-        stream: bool,
-    ) -> UpstreamCall:
-        provider = self.providers[target.provider]
-        endpoint = self.endpoints[provider.name]
-        drop, add = openai_compat.upstream_headers(headers, provider, self.keys.get(provider.name))
-        sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in drop}
-        sent.update(add)
-        raw = openai_compat.upstream_body(body, model=target.upstream_model)
-        return UpstreamCall(target, "openai", endpoint, openai_compat.upstream_path(path, endpoint),
-                            sent, raw, stream, timeout=provider.timeout)
 
-    def _bedrock(
-        self, target: Target, *, path: str, body: dict[str, Any] | None, stream: bool
-    ) -> UpstreamCall:
-        if body is None or target.spec is None:
-            raise UnknownModelError(
-                f"Bedrock provider {target.provider!r} serves only chat completions of catalog "
-                f"models; {path!r} for model {target.upstream_model!r} cannot go there.",
-                param="model",
-            )
-        prepared = self.bedrock[target.provider].prepare(body, target.spec, stream=stream)
-        headers = {k.lower(): v for k, v in prepared.headers.items() if k.lower() != "host"}
-        endpoint = self.endpoints[target.provider]
-        return UpstreamCall(target, "bedrock", endpoint, endpoint.path_prefix + prepared.path,
-                            headers, prepared.body, stream,
-                            timeout=self.providers[target.provider].timeout)
+def _encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

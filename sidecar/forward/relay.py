@@ -1,15 +1,18 @@
-"""The in-process relay: serves a call from its plan, falling back before the app sees a byte.
+"""The sidecar's own attempts: a call served from its plan, falling back before the app sees a byte.
 
 mitmproxy cannot re-send a flow to another server once one has answered, and it cannot let an
 addon produce a streamed response (``reference/mitmproxy-findings.md`` §4–5). So the calls that
 may need a fallback (a plan with more than one model) and Responses calls are served here, on
 mitmproxy's own event loop: for each target in the plan the relay sends the ``UpstreamCall``
-with a shared, pooled httpx client; a 429, a 5xx, a connection error, a timeout or a stream
-that dies before its first chunk moves on to the next target. A call that does not stream is
-answered in the addon's ``request`` hook (``Relay.answer``: the answer becomes the flow's
-response). A stream is pointed at this small HTTP/1.1 server on 127.0.0.1, which relays the
-first answer not worth retrying as it arrives (chunked), Bedrock event streams transcoded on the
-way; if the stream breaks later, it ends with an OpenAI error event.
+with a shared, pooled httpx client; a 429, a 5xx, a connection error, a timeout, a body cut off
+or malformed, or a stream that dies before its first chunk moves on to the next target. A model
+the sidecar cannot send this request to (its adapter refuses it) is skipped without a call.
+
+A call that does not stream is answered in the addon's ``request`` hook (``Relay.answer``: the
+answer becomes the flow's response). A stream is pointed at this small HTTP/1.1 server on
+127.0.0.1 (``submit``), which relays the first answer not worth retrying as it arrives
+(chunked); if the stream breaks later, it ends with an OpenAI error event. A job whose flow ends
+before mitmproxy connected here is dropped with ``discard``.
 """
 
 from __future__ import annotations
@@ -22,48 +25,37 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import httpx
 
-from sidecar.apis.responses import (
-    ChatSSEToResponsesSSE,
-    ChatToResponsesStream,
-    new_response_id,
-    to_responses_object,
-)
-from sidecar.apis.sse import UsageTap
-from sidecar.core.accounting import Usage, usage_from_openai
+from sidecar.core.accounting import Usage
 from sidecar.core.errors import SidecarError, UpstreamError, UpstreamTimeoutError, render_openai_error
 from sidecar.core.routing.policy import Target
-from sidecar.forward.call import HOP_BY_HOP, UpstreamCall
-from sidecar.providers.bedrock.adapter import BedrockAdapter
-from sidecar.providers.bedrock.errors import from_http_error
-from sidecar.providers.bedrock.transcode import EventStreamToSSE
-from sidecar.providers.openai_compat import Endpoint
+from sidecar.forward import answer as answers
+from sidecar.providers import Answer, Endpoint, StreamTransform, UpstreamCall
 
-Transform = Callable[[bytes], list[bytes]]
-Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
 Out: TypeAlias = "_Writer | _Collected"  # an answer to mitmproxy (streamed) or the addon
 
 log = logging.getLogger("sidecar")
 
 RELAY_PATH = "/_model_router_relay/"
-SERVED_HEADER = "x-model-router-served"  # which plan index served; read and removed by the addon
 FALLBACKS_HEADER = "x-model-router-fallbacks"
-RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(slots=True)
 class Job:
+    """One call served from its plan; what happened is read back once it is answered."""
+
     plan: tuple[Target, ...]
     prepare: Callable[[Target], UpstreamCall]
     include_usage: bool = False  # the app asked for the usage chunk
+    served: Target | None = None  # the target that answered (None: every attempt failed)
     usage: Usage | None = None  # the provider's report, once the answer is complete
     stream_ok: bool = True  # False when the stream broke
-    transform: Transform | None = None  # a stream's (its usage and errors, read as they pass)
+    transform: StreamTransform | None = None  # a stream's (its usage and errors, read as they pass)
     failures: list[tuple[Target, str]] = field(default_factory=list)  # attempts before the answer
+    skipped: list[tuple[Target, str]] = field(default_factory=list)  # targets never called
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +64,16 @@ class Outcome:
 
     target: Target
     ok: bool
-    reason: str  # "ok", "status 503", "timeout", "connect", "stream"
+    reason: str  # "ok", "status 503", "timeout", "connect", "read", "malformed", "stream"
     seconds: float
+
+
+class _Failed(Exception):
+    """An attempt that failed before the app saw a byte: worth the next model."""
+
+    def __init__(self, reason: str, answer: Answer) -> None:
+        super().__init__(reason)
+        self.reason, self.answer = reason, answer
 
 
 class Relay:
@@ -104,10 +104,9 @@ class Relay:
                 writer.transport.abort()
             await self._server.wait_closed()
 
-    async def answer(self, job: Job) -> Answer:
+    async def answer(self, job: Job) -> tuple[int, dict[str, str], bytes]:
         """Serve a job whose answer is buffered anyway (a call that does not stream) right
-        here, for the addon to set as the flow's response: no second HTTP exchange through
-        mitmproxy. The headers carry SERVED_HEADER as the relayed ones do."""
+        here, for the addon to set as the flow's response: no second HTTP exchange."""
         out = _Collected()
         await self._run(job, out)
         assert out.status is not None
@@ -118,6 +117,10 @@ class Relay:
         job_id = f"{next(self._ids)}"
         self.jobs[job_id] = job
         return RELAY_PATH + job_id
+
+    def discard(self, path: str) -> None:
+        """Forget a submitted job whose flow ended before it reached the relay."""
+        self.jobs.pop(path.removeprefix(RELAY_PATH), None)
 
     # -- the HTTP/1.1 side facing mitmproxy --------------------------------------------------
 
@@ -132,7 +135,8 @@ class Relay:
                 job = self.jobs.pop(target.removeprefix(RELAY_PATH), None)
                 out = _Writer(writer)
                 if job is None:
-                    await out.error(UpstreamError("relay job not found", code="relay_error"))
+                    await out.answer(*_rendered(UpstreamError("relay job not found",
+                                                              code="relay_error")))
                 else:
                     await self._run(job, out)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -144,120 +148,112 @@ class Relay:
     # -- the plan ----------------------------------------------------------------------------
 
     async def _run(self, job: Job, out: Out) -> None:
-        answer: Answer | None = None
+        last: Answer | None = None
         for index, target in enumerate(job.plan):
+            try:
+                call = job.prepare(target)
+            except SidecarError as e:  # this model cannot take this request: skip it, uncalled
+                last = _error_answer(e, "refused")
+                job.skipped.append((target, f"refused: {e.message}"))
+                continue
             started = self.clock()
             try:
-                failure = await self._attempt(index, job.prepare(target), job, out)
-            except SidecarError as e:  # this model cannot take this request: try the next
-                answer = render_upstream(e)
-                job.failures.append((target, f"refused: {e.message}"))
-                continue
-            if failure is None:
-                return  # answered
-            reason, answer = failure
-            job.failures.append((target, reason))
-            log.warning("model %s on %s failed (%s); %s", target.name, target.provider, reason,
-                        "trying the next in the plan" if index + 1 < len(job.plan)
-                        else "no fallback left")
-            self.on_outcome(Outcome(target, False, reason, self.clock() - started))
-        assert answer is not None
-        status, headers, body = answer
-        await out.answer(status, {**headers, FALLBACKS_HEADER: str(len(job.failures))}, body)
+                await self._attempt(call, job, out)
+                return
+            except _Failed as failed:
+                last = failed.answer
+                job.failures.append((target, failed.reason))
+                log.warning("model %s on %s failed (%s); %s", target.name, target.provider,
+                            failed.reason, "trying the next in the plan"
+                            if index + 1 < len(job.plan) else "no fallback left")
+                self.on_outcome(Outcome(target, False, failed.reason, self.clock() - started))
+        assert last is not None
+        await out.answer(last.status, {**last.headers, FALLBACKS_HEADER: str(len(job.failures))},
+                         last.body)
 
-    async def _attempt(
-        self, index: int, call: UpstreamCall, job: Job, out: Out
-    ) -> tuple[str, Answer] | None:
-        """None when the call was answered; else (why it failed, what to answer if nothing
-        else works)."""
+    async def _attempt(self, call: UpstreamCall, job: Job, out: Out) -> None:
+        """Answers the app through ``out``, or raises ``_Failed`` before it sent a byte."""
         started = self.clock()
         name = call.target.name
+        headers = {**call.headers, "accept-encoding": "identity"}  # relayed as it arrives
+        timeout = (httpx.Timeout(call.timeout, connect=self.client.timeout.connect)
+                   if call.timeout is not None else httpx.USE_CLIENT_DEFAULT)
+        request = self.client.build_request("POST", call.url, headers=headers,
+                                            content=call.body, timeout=timeout)
         try:
-            headers = {**call.headers, "accept-encoding": "identity"}  # relayed as it arrives
-            timeout = (httpx.Timeout(call.timeout, connect=self.client.timeout.connect)
-                       if call.timeout is not None else httpx.USE_CLIENT_DEFAULT)
-            request = self.client.build_request("POST", call.url, headers=headers,
-                                                content=call.body, timeout=timeout)
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
-            return "timeout", render_upstream(UpstreamTimeoutError(f"{name} did not answer in "
-                                                                   "time"))
+            raise _Failed("timeout", _error_answer(UpstreamTimeoutError(
+                f"{name} did not answer in time"))) from None
         except httpx.HTTPError as e:
-            return "connect", render_upstream(UpstreamError(
-                f"could not reach {call.target.provider}: {e}", code="upstream_connect_error"))
+            raise _Failed("connect", _error_answer(UpstreamError(
+                f"could not reach {call.target.provider}: {type(e).__name__}",
+                code="upstream_connect_error"))) from None
         try:
             if response.status_code >= 300 or not call.stream:
-                return await self._relay_buffered(index, call, job, response, out, started)
-            return await self._relay_stream(index, call, job, response, out, started)
+                health = await self._relay_buffered(call, job, response, out)
+            else:
+                health = await self._relay_stream(call, job, response, out)
         finally:
             await response.aclose()
+        if health is not None:  # a 4xx is this request's fault, not the deployment's
+            self.on_outcome(Outcome(call.target, health, "ok" if health else "stream",
+                                    self.clock() - started))
 
-    async def _relay_buffered(
-        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: Out,
-        started: float,
-    ) -> tuple[str, Answer] | None:
-        status, name = response.status_code, call.target.name
-        body = await _read(response)
-        answer = None
-        if call.kind == "openai" and status < 300 and not call.stream:
-            answer = json_object(body)  # the one parse of the answer
-            if answer is None:  # a success that is not a JSON object: worth a fallback
-                return "malformed", render_upstream(UpstreamError(
-                    f"{name} answered {status} with a body that is not a JSON object",
-                    code="upstream_malformed_response"))
-        status, headers, body = _finish_buffered(call, response, body, answer, job)
-        if _retryable(call, response.status_code, body):
-            return f"status {response.status_code}", (status, headers, body)
-        await out.answer(status, {**headers, SERVED_HEADER: str(index),
-                                  FALLBACKS_HEADER: str(len(job.failures))}, body)
-        self.on_outcome(Outcome(call.target, status < 400, f"status {status}",
-                                self.clock() - started))
-        return None
+    async def _relay_buffered(self, call: UpstreamCall, job: Job, response: httpx.Response,
+                              out: Out) -> bool | None:
+        try:
+            body = await response.aread()
+        except httpx.HTTPError as e:  # the provider cut the body: a failed attempt
+            raise _Failed("read", _error_answer(UpstreamError(
+                f"{call.target.name}'s answer broke off: {type(e).__name__}",
+                code="upstream_read_error"))) from None
+        answer = answers.buffered(call, response.status_code, _lower(response.headers), body)
+        health = answers.health(answer.verdict)
+        if health is False:
+            raise _Failed(answer.reason, answer)
+        job.served, job.usage = call.target, answer.usage
+        await out.answer(answer.status, {**answer.headers,
+                                         FALLBACKS_HEADER: str(len(job.failures))}, answer.body)
+        return health
 
-    async def _relay_stream(
-        self, index: int, call: UpstreamCall, job: Job, response: httpx.Response, out: Out,
-        started: float,
-    ) -> tuple[str, Answer] | None:
-        transform = job.transform = stream_transform(
+    async def _relay_stream(self, call: UpstreamCall, job: Job, response: httpx.Response,
+                            out: Out) -> bool:
+        transform = job.transform = answers.stream_transform(
             call, request_id=response.headers.get("x-amzn-requestid", ""),
             include_usage=job.include_usage)
         chunks = response.aiter_raw()
         try:
             first = await _first_output(chunks, transform)
         except (httpx.HTTPError, StopAsyncIteration):
-            return "stream", render_upstream(UpstreamError(
-                f"{call.target.name}'s stream broke before its first chunk"))
-        headers = _pass_headers(response.headers)
-        if call.kind == "bedrock" or call.responses is not None:
-            headers["content-type"] = "text/event-stream; charset=utf-8"
-        await out.start(response.status_code, {**headers, SERVED_HEADER: str(index),
+            raise _Failed("stream", _error_answer(UpstreamError(
+                f"{call.target.name}'s stream broke before its first chunk"))) from None
+        job.served = call.target
+        headers = answers.stream_headers(call, response.headers)
+        await out.start(response.status_code, {**headers,
                                                FALLBACKS_HEADER: str(len(job.failures))})
         await out.chunks(first)
         await asyncio.sleep(0)  # let mitmproxy forward the first event before we read on
-        ok = await self._pump(chunks, transform, out, job)
-        self.on_outcome(Outcome(call.target, ok, "ok" if ok else "stream",
-                                self.clock() - started))
-        return None
+        await self._pump(chunks, transform, out, job)
+        return job.stream_ok
 
-    async def _pump(
-        self, chunks: AsyncIterator[bytes], transform: Transform, out: Out, job: Job
-    ) -> bool:
+    async def _pump(self, chunks: AsyncIterator[bytes], transform: StreamTransform, out: Out,
+                    job: Job) -> None:
         try:
             async for data in chunks:
                 await out.chunks(transform(data))
             await out.chunks(transform(b""))
-            ok = True
         except httpx.HTTPError as e:
             log.warning("upstream stream broke mid-way: %s", type(e).__name__)
-            await out.chunks(transform(b"") if _is_transcoder(transform) else [_error_event(e)])
-            ok = False
-        job.usage = stream_usage(transform)  # before the end: the addon reads it there
-        job.stream_ok = ok
+            end = transform(b"")  # a transcoder ends in its own error event
+            await out.chunks(end if transform.failed else [_error_event(e)])
+            job.stream_ok = False
+        job.usage = transform.usage  # before the end: the addon reads it there
+        job.stream_ok = job.stream_ok and not transform.failed
         await out.end()
-        return ok
 
 
-async def _first_output(chunks: AsyncIterator[bytes], transform: Transform) -> list[bytes]:
+async def _first_output(chunks: AsyncIterator[bytes], transform: StreamTransform) -> list[bytes]:
     """Read until the transform has something to send (or the stream ends)."""
     async for data in chunks:
         out = transform(data)
@@ -266,120 +262,24 @@ async def _first_output(chunks: AsyncIterator[bytes], transform: Transform) -> l
     return transform(b"")
 
 
-def stream_transform(call: UpstreamCall, *, request_id: str, include_usage: bool) -> Transform:
-    """Bytes from the provider -> bytes for the app: Bedrock's event stream transcoded to
-    chat SSE, usage read (and hidden if the app did not ask), and chat SSE turned into
-    Responses events when a Responses call was served through chat. Used by the relay and by
-    the fast path (as mitmproxy's ``response.stream``)."""
-    translate = call.responses is not None
-    keep_usage = include_usage or translate  # the Responses translator needs the usage
-    if call.kind == "bedrock" and call.target.spec is not None:
-        base: UsageTap | EventStreamToSSE = BedrockAdapter.transcoder(
-            call.target.spec, request_id=request_id, include_usage=keep_usage)
-    else:
-        base = UsageTap(strip=not keep_usage)
-    if not translate:
-        return base
-    assert call.responses is not None
-    to_responses = ChatSSEToResponsesSSE(ChatToResponsesStream(
-        call.responses, new_response_id(), int(time.time())))
-    return _Chained(base, to_responses)
-
-
-class _Chained:
-    """Two stream transforms in a row (the first one's output feeds the second)."""
-
-    def __init__(self, first: UsageTap | EventStreamToSSE, second: ChatSSEToResponsesSSE) -> None:
-        self.first, self.second = first, second
-
-    def __call__(self, data: bytes) -> list[bytes]:
-        out = [piece for chunk in self.first(data) for piece in self.second(chunk)]
-        return out + self.second(b"") if not data else out
-
-
-def stream_usage(transform: Transform) -> Usage | None:
-    """The provider's usage report, read by a finished ``stream_transform``."""
-    if isinstance(transform, _Chained):
-        return usage_from_openai({"usage": transform.second.translator.usage})
-    if isinstance(transform, UsageTap):
-        return transform.usage
-    if isinstance(transform, EventStreamToSSE):
-        return usage_from_openai({"usage": transform.translator.usage})
-    return None
-
-
-def stream_failed(transform: Transform) -> bool:
-    """Whether a finished ``stream_transform`` sent the app an error event (the provider's, or
-    one made of a Bedrock exception or a cut-off event stream)."""
-    base = transform.first if isinstance(transform, _Chained) else transform
-    return bool(getattr(base, "error", None))  # UsageTap and EventStreamToSSE both keep it
-
-
-def _is_transcoder(transform: Transform) -> bool:
-    return not isinstance(transform, UsageTap)
-
-
 def _error_event(exc: Exception) -> bytes:
     body = {"error": {"message": f"The provider's stream broke: {type(exc).__name__}",
                       "type": "api_error", "param": None, "code": "upstream_stream_error"}}
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-async def _read(response: httpx.Response) -> bytes:
-    body = b""
-    async for data in response.aiter_raw():
-        body += data
-    return body
-
-
-def _finish_buffered(
-    call: UpstreamCall, response: httpx.Response, body: bytes, answer: dict[str, Any] | None,
-    job: Job,
-) -> tuple[int, dict[str, str], bytes]:
-    """The answer for the app, and its usage in ``job``. ``answer``: the body of an
-    OpenAI-compatible success, already parsed (each answer is parsed once)."""
-    headers = _pass_headers(response.headers)
-    status = response.status_code
-    if call.kind == "bedrock" and call.target.spec is not None:
-        status, answer = BedrockAdapter.translate(
-            status, {k.lower(): v for k, v in response.headers.items()}, body,
-            spec=call.target.spec, request_id=response.headers.get("x-amzn-requestid", ""))
-        headers["content-type"] = "application/json"
-        body = json.dumps(answer).encode()
-    if status < 300 and answer is not None:
-        job.usage = usage_from_openai(answer)
-        if call.responses is not None:
-            translated = to_responses_object(answer, request=call.responses,
-                                             response_id=new_response_id(),
-                                             created_at=int(time.time()))
-            headers["content-type"] = "application/json"
-            body = json.dumps(translated).encode()
-    return status, headers, body
-
-
-def json_object(body: bytes) -> dict[str, Any] | None:
-    """``body`` parsed, when it is a JSON object."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _retryable(call: UpstreamCall, status: int, body: bytes) -> bool:
-    if call.kind == "bedrock" and status >= 300:
-        return from_http_error(status, {}, body).retryable or status in RETRYABLE_STATUS
-    return status in RETRYABLE_STATUS
-
-
-def render_upstream(exc: SidecarError) -> tuple[int, dict[str, str], bytes]:
+def _rendered(exc: SidecarError) -> tuple[int, dict[str, str], bytes]:
     status, body, headers = render_openai_error(exc)
     return status, headers, body
 
 
-def _pass_headers(headers: httpx.Headers) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()
-            if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"}
+def _error_answer(exc: SidecarError, reason: str = "error") -> Answer:
+    status, headers, body = _rendered(exc)
+    return Answer(status, headers, body, "retry", reason=reason)
+
+
+def _lower(headers: httpx.Headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def _parse_head(head: bytes) -> tuple[str, int]:
@@ -443,9 +343,3 @@ class _Writer:
         await self.start(status, headers)
         await self.chunks([body])
         await self.end()
-
-    async def error(self, exc: SidecarError) -> None:
-        status, headers, body = render_upstream(exc)
-        await self.answer(status, headers, body)
-
-

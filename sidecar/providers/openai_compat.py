@@ -1,37 +1,37 @@
-"""OpenAI-compatible providers: where a routed call goes and what it carries (pure).
+"""OpenAI-compatible providers: where a routed call goes, what it carries, what comes back.
 
-The addon applies an ``UpstreamRequest`` to the flow and mitmproxy sends it; the response streams
-back unchanged (its ``model`` already names the model that served).
+The request keeps the app's body and headers but for the model id, the router's fields (gone
+before any adapter sees the body) and the keys: the app's key goes only to a provider with
+``api_key: from-request``; any other gets the sidecar's own key (``env:NAME``) or none. The
+answer is the provider's own, already in OpenAI's shape: a success must at least be a JSON
+object, or the attempt counts as malformed.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.apis.sse import UsageTap
+from sidecar.core.accounting import usage_from_openai
 from sidecar.core.config.rules import ProviderSpec
-from sidecar.core.facts import ROUTER_FIELDS
+from sidecar.core.errors import UpstreamError, render_openai_error
+from sidecar.core.routing.policy import Target
+from sidecar.providers import (
+    HOP_BY_HOP,
+    Answer,
+    AppRequest,
+    Endpoint,
+    StreamTransform,
+    UpstreamCall,
+    pass_headers,
+    status_verdict,
+)
 
 # Headers that identify the app to OpenAI; they go only where the app's own key goes.
-APP_IDENTITY_HEADERS = ("authorization", "openai-organization", "openai-project")
-# Never forwarded anywhere: they were meant for the sidecar.
-HOP_HEADERS = ("proxy-authorization", "proxy-connection")
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    scheme: str
-    host: str
-    port: int
-    path_prefix: str  # "" or "/v1" or "/v1beta/openai"
-
-    @property
-    def host_header(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+APP_IDENTITY_HEADERS = frozenset({"authorization", "openai-organization", "openai-project"})
 
 
 def parse_endpoint(base_url: str) -> Endpoint:
@@ -49,23 +49,20 @@ def upstream_path(path: str, endpoint: Endpoint) -> str:
     return endpoint.path_prefix + route + sep + query
 
 
-def upstream_headers(
-    headers: Mapping[str, str], provider: ProviderSpec, own_key: str | None
-) -> tuple[list[str], dict[str, str]]:
-    """(header names to remove, headers to set) for a call leaving for ``provider``."""
-    remove = list(HOP_HEADERS)
-    add: dict[str, str] = {}
-    if not provider.forwards_app_key:
-        remove.extend(APP_IDENTITY_HEADERS)
-        if own_key:
-            add["authorization"] = f"Bearer {own_key}"
-    return [h for h in remove if h in headers], add
+def upstream_headers(headers: Mapping[str, str], provider: ProviderSpec, own_key: str | None
+                     ) -> dict[str, str]:
+    """Every header a call leaving for ``provider`` carries (lower-case names, no Host)."""
+    drop = HOP_BY_HOP if provider.forwards_app_key else HOP_BY_HOP | APP_IDENTITY_HEADERS
+    sent = {k: v for k, v in headers.items() if k not in drop}
+    if not provider.forwards_app_key and own_key:
+        sent["authorization"] = f"Bearer {own_key}"
+    return sent
 
 
-def upstream_body(body: dict[str, Any], *, model: str, usage: bool = False) -> bytes:
-    """The request body as the provider gets it: its model id, without the router's fields;
-    with ``usage``, a stream also asks for the usage report (the sidecar counts real tokens)."""
-    out = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
+def upstream_body(body: Mapping[str, Any], *, model: str, usage: bool = False) -> bytes:
+    """The request body as the provider gets it, with its model id; with ``usage``, a stream
+    also asks for the usage report (the sidecar counts real tokens)."""
+    out = dict(body)
     out["model"] = model
     if usage:
         options = out.get("stream_options")
@@ -74,5 +71,68 @@ def upstream_body(body: dict[str, Any], *, model: str, usage: bool = False) -> b
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def has_router_fields(body: Mapping[str, Any]) -> bool:
-    return any(k in body for k in ROUTER_FIELDS)
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` parsed, when it is a JSON object."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError included
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+class OpenAICompatAdapter:
+    stream_content_type: str | None = None  # the provider's own SSE goes through as it is
+
+    def __init__(self, spec: ProviderSpec, environ: Mapping[str, str]) -> None:
+        assert spec.base_url is not None  # rules.parse_provider requires it
+        self.spec = spec
+        self.endpoint = parse_endpoint(spec.base_url)
+        self.native_responses = spec.responses
+        self._key = spec.resolve_key(environ)
+        self._key_variable = spec.api_key[4:] if spec.api_key.startswith("env:") else None
+
+    def unavailable(self) -> str | None:
+        if self._key_variable is not None and self._key is None:
+            return f"its key variable {self._key_variable} is not set"
+        return None
+
+    def needs_refresh(self) -> bool:
+        return False
+
+    def prepare(self, target: Target, request: AppRequest) -> UpstreamCall:
+        body, raw = request.body, request.raw
+        if body is not None and (target.upstream_model != body.get("model") or (
+                request.stream and request.api == "chat")):
+            raw = upstream_body(body, model=target.upstream_model,
+                                usage=request.stream and request.api == "chat")
+        return UpstreamCall(
+            target=target, adapter=self, endpoint=self.endpoint,
+            path=upstream_path(request.path, self.endpoint),
+            headers=upstream_headers(request.headers, self.spec, self._key), body=raw,
+            stream=request.stream, api=request.api, timeout=self.spec.timeout)
+
+    def answer(self, call: UpstreamCall, status: int, headers: Mapping[str, str],
+               body: bytes) -> Answer:
+        passed = pass_headers(headers)
+        verdict = status_verdict(status)
+        if verdict != "ok" or call.api == "other":
+            return Answer(status, passed, body, verdict, reason=f"status {status}")
+        parsed = json_object(body)
+        if parsed is None:  # a success that is not a JSON object: worth the next model
+            return malformed(call, status, passed)
+        return Answer(status, passed, body, "ok", usage=usage_from_openai(parsed), parsed=parsed)
+
+    def stream(self, call: UpstreamCall, *, request_id: str,
+               include_usage: bool) -> StreamTransform:
+        # The sidecar asked for usage on the app's behalf: hide it when the app did not.
+        return UsageTap(strip=not include_usage)
+
+
+def malformed(call: UpstreamCall, status: int, headers: Mapping[str, str]) -> Answer:
+    """The 502 for a success that is not what the API promises."""
+    code, body, error_headers = render_openai_error(UpstreamError(
+        f"{call.target.name} answered {status} with a body that is not a JSON object",
+        code="upstream_malformed_response"))
+    kept = {k: v for k, v in headers.items() if k.startswith(("x-request-id", "x-model-router-"))}
+    return Answer(code, {**kept, **error_headers}, body, "malformed", reason="malformed")
+

@@ -1,4 +1,6 @@
-"""Fixtures for end-to-end tests: fake upstreams, a rules file naming them, a running sidecar."""
+"""Fixtures for end-to-end tests: fake upstreams, a rules file naming them, a running sidecar.
+
+Shared helpers and constants live in tests/e2e/harness.py (import them from there)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import RunningSidecar
+from tests.e2e.harness import CHEAP_KEY, KEYED_APP_KEY, OPEN_CLIENTS, RunningSidecar
 from tests.fakes.openai_upstream import FakeOpenAI
-
-APP_KEY = "sk-app-own-key-123"
-KEYED_APP_KEY = "sk-keyed-app-456"
-CHEAP_KEY = "sk-sidecar-cheapco-789"
 
 # A small catalog where each `prefer` has one obvious winner, by construction:
 #   cheap    -> m-cheap    (lowest prices by far)
@@ -85,8 +83,6 @@ apps:
 
 @pytest.fixture(autouse=True)
 def close_sdk_clients() -> Iterator[None]:
-    from tests.e2e.test_routing import OPEN_CLIENTS
-
     yield
     while OPEN_CLIENTS:
         OPEN_CLIENTS.pop().close()
@@ -101,6 +97,20 @@ def up1() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def up2() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(name="up2") as up:
+        yield up
+
+
+@pytest.fixture
+def primary() -> Iterator[FakeOpenAI]:
+    """The first choice of FAULT_RULES' plans (tests/e2e/harness.py)."""
+    with FakeOpenAI(name="primary") as up:
+        yield up
+
+
+@pytest.fixture
+def backup() -> Iterator[FakeOpenAI]:
+    """The fallback of FAULT_RULES' plans."""
+    with FakeOpenAI(name="backup") as up:
         yield up
 
 

@@ -1,9 +1,14 @@
 """A real, in-process model-router sidecar for end-to-end tests.
 
-``RunningSidecar`` runs ``sidecar.cli.serve`` (the same code as ``model-router run``) on its own
+``RunningSidecar`` runs ``sidecar.proxy.server.serve`` (the same code as ``model-router run``) on its own
 thread and event loop, listening on free loopback ports, and stops it cleanly (listeners and
 connections closed) so the next test can start another: mitmproxy allows one Master per process
 at a time.
+
+Beside it, the helpers the e2e modules share (import them from here, never from another test
+module): the app keys of the rules in ``conftest.py``, an SDK client as an unmodified app runs it
+(``proxied_client``), /metrics samples (``scrape``, ``value``, ``scrape_after_stream``), and
+``wait_for`` (poll a condition with a deadline instead of sleeping).
 """
 
 from __future__ import annotations
@@ -11,13 +16,46 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sidecar.cli.main import RunConfig, ensure_ca, serve
+import openai
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from sidecar.proxy.addon import Sidecar
+from sidecar.proxy.server import RunConfig, ensure_ca, serve
 
 _one_at_a_time = threading.Lock()
+
+APP_KEY = "sk-app-own-key-123"
+KEYED_APP_KEY = "sk-keyed-app-456"
+CHEAP_KEY = "sk-sidecar-cheapco-789"
+HELLO = [{"role": "user", "content": "Say hello."}]
+OPEN_CLIENTS: list[openai.OpenAI] = []  # closed after each test (tests/e2e/conftest.py)
+
+# Two providers (fixtures `primary`, `backup` in conftest.py) whose `auto, prefer: cheap` plan is
+# always [m-primary, m-backup] (tests/e2e/test_faults.py, test_reload_and_load.py).
+FAULT_RULES = """
+version: 1
+intercept: [{{host: api.openai.com, provider: primary}}]
+providers:
+  primary: {{type: openai, base_url: "{primary}"}}
+  backup: {{type: openai, base_url: "{backup}"}}
+models:
+  - {{name: m-primary, provider: primary, id: primary-model, tier: economy,
+      price: {{input: 0.1, output: 0.1}}, context: 100000, quality: 10}}
+  - {{name: m-backup, provider: backup, id: backup-model, tier: economy,
+      price: {{input: 1.0, output: 1.0}}, context: 100000, quality: 10}}
+apps:
+  - name: pinned
+    match: {{header: {{x-app: pinned}}}}
+    routes:
+      "*": m-primary
+"""
 
 
 class RunningSidecar:
@@ -92,3 +130,58 @@ class RunningSidecar:
         finally:
             if _one_at_a_time.locked():
                 _one_at_a_time.release()
+
+
+def proxied_client(
+    sidecar: RunningSidecar, monkeypatch: pytest.MonkeyPatch, *, user: str = "",
+    key: str = APP_KEY, **kwargs: Any,
+) -> openai.OpenAI:
+    """The app as it runs unmodified: only HTTPS_PROXY and the CA bundle are set."""
+    at = f"{user}@" if user else ""
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{at}127.0.0.1:{sidecar.port('regular')}")
+    monkeypatch.setenv("SSL_CERT_FILE", str(sidecar.ca.bundle))
+    client = openai.OpenAI(api_key=key, max_retries=0, **kwargs)
+    OPEN_CLIENTS.append(client)
+    return client
+
+
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS credentials anywhere in the chain (variables, profile and credential files)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(sidecar: RunningSidecar) -> Samples:
+    text = requests.get(sidecar.metrics_url, timeout=5).text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def scrape_after_stream(sidecar: RunningSidecar, name: str, **labels: str) -> Samples:
+    """A stream's call is counted when mitmproxy closes it, a moment after the app has read
+    the last chunk: scrape until ``name{labels}`` shows up (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(sidecar)
+        if value(samples, name, **labels) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.02)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Whether ``predicate()`` became true within ``timeout`` seconds (polled every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

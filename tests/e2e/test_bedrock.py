@@ -15,10 +15,15 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.e2e.conftest import APP_KEY
-from tests.e2e.harness import RunningSidecar
-from tests.e2e.test_metrics import scrape_after_stream, value
-from tests.e2e.test_routing import HELLO, proxied_client
+from tests.e2e.harness import (
+    APP_KEY,
+    HELLO,
+    RunningSidecar,
+    no_aws_credentials,
+    proxied_client,
+    scrape_after_stream,
+    value,
+)
 from tests.fakes import bedrock as fb
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -47,13 +52,6 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 TIME = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}
-
-
-def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
 
 
 @pytest.fixture
@@ -314,13 +312,11 @@ def test_no_aws_credentials_marks_bedrock_unavailable(tmp_path, confdir, up1, be
 
 def test_credentials_that_appear_later_bring_bedrock_up(tmp_path, confdir, up1, bedrock,
                                                         monkeypatch):
-    """Checked off the event loop every CREDENTIALS_CHECK_SECONDS, as expiring ones are."""
-    from sidecar.proxy import addon as addon_module
-    monkeypatch.setattr(addon_module, "CREDENTIALS_CHECK_SECONDS", 0.05)
+    """Checked off the event loop every ``credentials_check`` seconds, as expiring ones are."""
     no_aws_credentials(monkeypatch, tmp_path)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(up1=up1.base_url, bedrock=bedrock.url, model_id=MODEL_ID))
-    with RunningSidecar(rules, confdir, environ={}) as sidecar:
+    with RunningSidecar(rules, confdir, environ={}, credentials_check=0.05) as sidecar:
         assert "aws" in sidecar.addon.health.providers_down
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", fb.TEST_ACCESS_KEY)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", fb.TEST_SECRET_KEY)

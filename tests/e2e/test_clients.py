@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from sidecar.cli import main as cli
-from tests.e2e.conftest import APP_KEY, CHEAP_KEY, KEYED_APP_KEY
+from tests.e2e.harness import APP_KEY, CHEAP_KEY, KEYED_APP_KEY
 from tests.e2e.harness import RunningSidecar
 from tests.fakes.openai_upstream import FakeOpenAI
 

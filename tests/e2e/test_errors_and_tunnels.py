@@ -12,8 +12,7 @@ import pytest
 import requests
 
 from sidecar.proxy import addon as addon_module
-from tests.e2e.conftest import APP_KEY, CHEAP_KEY
-from tests.e2e.test_routing import HELLO, proxied_client
+from tests.e2e.harness import APP_KEY, CHEAP_KEY, HELLO, proxied_client
 from tests.fakes.tls_host import TLSHost
 
 pytestmark = pytest.mark.e2e

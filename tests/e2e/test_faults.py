@@ -17,44 +17,23 @@ import pytest
 import requests
 
 from sidecar.core.routing.cooldown import Cooldowns
-from tests.e2e.conftest import APP_KEY
-from tests.e2e.harness import RunningSidecar
-from tests.e2e.test_metrics import scrape_after_stream, value
-from tests.e2e.test_routing import HELLO, proxied_client
-from tests.fakes.openai_upstream import FakeOpenAI
+from sidecar.core.vocabulary import Deployment
+from tests.e2e.harness import (
+    APP_KEY,
+    HELLO,
+    RunningSidecar,
+    proxied_client,
+    scrape,
+    scrape_after_stream,
+    value,
+)
+from tests.e2e.harness import FAULT_RULES as RULES
+
+PRIMARY = Deployment("primary", "primary-model")  # m-primary, where its health is kept
 
 pytestmark = pytest.mark.e2e
 
-RULES = """
-version: 1
-intercept: [{{host: api.openai.com, provider: primary}}]
-providers:
-  primary: {{type: openai, base_url: "{primary}"}}
-  backup: {{type: openai, base_url: "{backup}"}}
-models:
-  - {{name: m-primary, provider: primary, id: primary-model, tier: economy,
-      price: {{input: 0.1, output: 0.1}}, context: 100000, quality: 10}}
-  - {{name: m-backup, provider: backup, id: backup-model, tier: economy,
-      price: {{input: 1.0, output: 1.0}}, context: 100000, quality: 10}}
-apps:
-  - name: pinned
-    match: {{header: {{x-app: pinned}}}}
-    routes:
-      "*": m-primary
-"""
 TIMEOUT = 5.0  # the sidecar's upstream timeout in these tests (hangs wait this long)
-
-
-@pytest.fixture
-def primary() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(name="primary") as up:
-        yield up
-
-
-@pytest.fixture
-def backup() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(name="backup") as up:
-        yield up
 
 
 @pytest.fixture
@@ -105,8 +84,6 @@ def test_a_failing_first_choice_falls_back_before_the_first_byte(
     assert headers["x-model-router-fallbacks"] == "1"
     assert len(primary.requests) == 1 and len(backup.requests) == 1
     assert backup.requests[0].json["model"] == "backup-model"
-    from tests.e2e.test_metrics import scrape_after_stream, value
-
     m = scrape_after_stream(faulty, "sidecar_fallbacks_total", app="default", model="m-primary")
     assert value(m, "sidecar_fallbacks_total", app="default", model="m-primary") == 1
     reason = {"hang": "timeout", "reset": "connect"}.get(
@@ -217,9 +194,7 @@ def test_repeated_failures_cool_a_model_down(faulty, primary, backup, monkeypatc
     for _ in range(3):
         primary.script(status=500)
         assert ask(faulty, monkeypatch)[1] == "backup-model"
-    assert "m-primary" in faulty.addon.cooldowns.down()
-    from tests.e2e.test_metrics import scrape, value
-
+    assert PRIMARY in faulty.addon.cooldowns.down()
     assert value(scrape(faulty), "sidecar_cooldowns_total", model="m-primary") == 1
     text, model, headers = ask(faulty, monkeypatch)
     assert model == "backup-model" and headers["x-model-router-fallbacks"] == "0"
@@ -232,7 +207,7 @@ def test_a_cooled_down_model_is_probed_back_in(faulty, primary, backup, monkeypa
     for _ in range(3):
         primary.script(status=500)
         ask(faulty, monkeypatch)
-    assert "m-primary" in faulty.addon.cooldowns.down()
+    assert PRIMARY in faulty.addon.cooldowns.down()
     clock[0] += 61  # the cooldown is over: the next call is a probe
     text, model, _ = ask(faulty, monkeypatch)
     assert model == "primary-model"
@@ -260,7 +235,7 @@ def test_a_pin_answering_malformed_json_is_a_502(faulty, primary, monkeypatch):
 def test_failures_count_as_slow_for_prefer_fast(faulty, primary, monkeypatch):
     primary.script(status=500)
     ask(faulty, monkeypatch)
-    estimate = faulty.addon.latency.snapshot()["m-primary"]
+    estimate = faulty.addon.latency.snapshot()[PRIMARY]
     assert estimate["ttft_seconds"] >= 30  # a failure is recorded as a 30 s wait
 
 

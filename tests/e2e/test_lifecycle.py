@@ -13,9 +13,8 @@ import httpx
 import pytest
 import requests
 
-from sidecar.cli.main import drain
-from tests.e2e.conftest import APP_KEY
-from tests.e2e.harness import RunningSidecar
+from sidecar.proxy.server import drain
+from tests.e2e.harness import APP_KEY, RunningSidecar, wait_for
 from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +26,11 @@ def test_healthz_and_readyz(sidecar):
     ready = requests.get(f"{base}/readyz", timeout=5)
     assert ready.status_code == 200 and ready.text.strip() == "ready"
     assert requests.get(f"{base}/nope", timeout=5).status_code == 404
+
+
+async def _listening(sidecar: RunningSidecar) -> list[str]:
+    """The mode specs of the listeners mitmproxy still runs (read on its event loop)."""
+    return [s.mode.full_spec for s in sidecar._master.addons.get("proxyserver").servers]
 
 
 def test_sigterm_drain_lets_streams_in_flight_finish(rules_path, confdir):
@@ -54,7 +58,7 @@ def test_sigterm_drain_lets_streams_in_flight_finish(rules_path, confdir):
             draining = threading.Thread(
                 target=lambda: sidecar.call(drain(sidecar._master, sidecar.addon, 10.0), 15))
             draining.start()
-            time.sleep(0.3)
+            assert wait_for(lambda: not sidecar.call(_listening(sidecar))), "listeners stay open"
             assert requests.get(f"{health}/readyz", timeout=5).status_code == 503
             with pytest.raises(httpx.ConnectError):  # no new connections while draining
                 httpx.get(f"{base}/models", timeout=2, trust_env=False)
@@ -72,7 +76,7 @@ def test_listeners_queue_a_burst_of_new_connections(sidecar):
     import socket
     import struct
 
-    from sidecar.cli.main import LISTEN_BACKLOG
+    from sidecar.proxy.server import LISTEN_BACKLOG
 
     servers = sidecar._master.addons.get("proxyserver").servers
     listeners = [sock for s in servers for srv in s._servers if isinstance(srv, asyncio.Server)

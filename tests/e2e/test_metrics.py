@@ -8,38 +8,21 @@ import logging
 import time
 
 import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import KEYED_APP_KEY
-from tests.e2e.test_routing import HELLO, proxied_client
+from tests.e2e.harness import (
+    HELLO,
+    KEYED_APP_KEY,
+    proxied_client,
+    scrape,
+    scrape_after_stream,
+    value,
+)
 
 pytestmark = pytest.mark.e2e
 
 # Prices from rules (tests/e2e/conftest.py) and the built-in catalog, written out by hand.
 GPT_4O = (2.5, 10.0)  # USD per million input / output tokens
 M_CHEAP = (0.01, 0.02)
-
-
-def scrape(sidecar) -> dict[tuple[str, frozenset], float]:
-    text = requests.get(sidecar.metrics_url, timeout=5).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def scrape_after_stream(sidecar, name: str, **labels: str) -> dict[tuple[str, frozenset], float]:
-    """A stream's call is counted when mitmproxy closes it, a moment after the app has read
-    the last chunk: scrape until ``name{labels}`` shows up (at most 5 s)."""
-    deadline = time.monotonic() + 5
-    while True:
-        samples = scrape(sidecar)
-        if value(samples, name, **labels) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.02)
 
 
 def test_counters_tokens_cost_and_savings_after_a_routed_call(sidecar, up2, monkeypatch):

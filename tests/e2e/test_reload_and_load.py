@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,10 +10,7 @@ import httpx
 import pytest
 
 from sidecar.core.routing.cooldown import Cooldowns
-from tests.e2e.conftest import APP_KEY
-from tests.e2e.harness import RunningSidecar
-from tests.e2e.test_faults import RULES as FAULT_RULES
-from tests.e2e.test_faults import backup, primary  # noqa: F401 - fixtures
+from tests.e2e.harness import APP_KEY, FAULT_RULES, RunningSidecar, wait_for
 from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +27,6 @@ def post(url: str, **body) -> httpx.Response:
     return httpx.post(f"{url}/chat/completions", timeout=10, trust_env=False,
                       headers={"authorization": f"Bearer {APP_KEY}"},
                       json={"messages": [{"role": "user", "content": "hi"}], **body})
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_valid_change_applies_to_new_requests_without_restart(rules_file, confdir, primary,
@@ -111,11 +98,16 @@ def test_load_while_a_provider_fails_and_rules_reload(tmp_path, confdir):
             primary.script(status=503)
         cooldowns = Cooldowns(threshold=10_000)  # keep both models in play for the whole run
         with RunningSidecar(rules_file, confdir, environ={}, cooldowns=cooldowns) as sidecar:
+            def answered() -> int:
+                return len(primary.requests) + len(backup.requests)
+
             async def scenario() -> tuple[list[tuple[int, str, int]], int]:
                 load = asyncio.ensure_future(_load(sidecar.base_url, n))
                 reloaded_during_load = 0
-                for price in ("0.2", "0.3"):
-                    await asyncio.sleep(0.2)
+                for price, calls_under_way in (("0.2", n // 6), ("0.3", n // 2)):
+                    # each reload once that many calls have reached the providers: during load
+                    assert await asyncio.to_thread(wait_for, lambda k=calls_under_way: answered() >= k,
+                                                   30)
                     before = sidecar.addon.rules
                     text = rules_file.read_text().replace("input: 0.1,", f"input: {price},")
                     rules_file.write_text(text.replace("input: 0.2,", f"input: {price},"))

@@ -14,9 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.e2e.harness import RunningSidecar
-from tests.e2e.test_bedrock import no_aws_credentials  # noqa: F401 - used via fixture below
-from tests.e2e.test_routing import proxied_client
+from tests.e2e.harness import RunningSidecar, proxied_client
 from tests.fakes import bedrock as fb
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.responses_upstream import FakeResponses

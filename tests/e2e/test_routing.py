@@ -14,28 +14,18 @@ import openai
 import pytest
 import requests
 
-from tests.e2e.conftest import APP_KEY, CHEAP_KEY, KEYED_APP_KEY
-from tests.e2e.harness import RunningSidecar
+from sidecar.core.vocabulary import Deployment
+from tests.e2e.harness import (
+    APP_KEY,
+    CHEAP_KEY,
+    HELLO,
+    KEYED_APP_KEY,
+    RunningSidecar,
+    proxied_client,
+)
 from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
-
-HELLO = [{"role": "user", "content": "Say hello."}]
-OPEN_CLIENTS: list[openai.OpenAI] = []
-
-
-def proxied_client(
-    sidecar: RunningSidecar, monkeypatch: pytest.MonkeyPatch, *, user: str = "",
-    key: str = APP_KEY, **kwargs: Any,
-) -> openai.OpenAI:
-    """The app as it runs unmodified: only HTTPS_PROXY and the CA bundle are set."""
-    at = f"{user}@" if user else ""
-    monkeypatch.setenv("HTTPS_PROXY", f"http://{at}127.0.0.1:{sidecar.port('regular')}")
-    monkeypatch.setenv("SSL_CERT_FILE", str(sidecar.ca.bundle))
-    client = openai.OpenAI(api_key=key, max_retries=0, **kwargs)
-    OPEN_CLIENTS.append(client)  # closed after the test (tests/e2e/conftest.py)
-    return client
-
 
 def chat(client: openai.OpenAI, **kwargs: Any) -> tuple[Any, Any]:
     raw = client.chat.completions.with_raw_response.create(messages=HELLO, **kwargs)
@@ -299,7 +289,7 @@ def test_fast_learns_from_observed_latency(sidecar, up1, monkeypatch):
     after, headers = chat(client, model="auto", extra_body={"prefer": "fast"})
     # EWMA of ~0 and 0.12 s/token is ~0.024 s/token: 500 tokens ~12 s, m-balanced's prior ~7 s
     assert after.model == "balanced-model"
-    assert sidecar.addon.latency.snapshot()["m-fast"]["samples"] == 2
+    assert sidecar.addon.latency.snapshot()[Deployment("up1", "fast-model")]["samples"] == 2
 
 
 def test_tier_auto_sends_a_greeting_to_economy(sidecar, up1, up2, monkeypatch):

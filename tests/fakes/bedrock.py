@@ -19,7 +19,8 @@ topP in [0, 1]). Each request is recorded in ``requests``.
 Scripting: ``push(response)`` queues a Converse response (streamed via ``stream_events`` on the
 streaming route), ``push_stream(events, delay=)`` a literal event list (a missing ``messageStop``
 makes a truncated stream), ``push_error(code)`` an HTTP error. With nothing queued the answer
-echoes the last user text.
+echoes the last user text -- or, with ``FakeBedrock(tool_call=(name, arguments))``, calls that
+tool when the request declares it in ``toolConfig`` and its last message is not a tool result.
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ class FakeBedrock:
         access_key: str = TEST_ACCESS_KEY,
         secret_key: str = TEST_SECRET_KEY,
         delay: float = 0.0,
+        tool_call: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
         self.region, self.access_key, self.secret_key, self.delay = (
             region,
@@ -258,6 +260,7 @@ class FakeBedrock:
             secret_key,
             delay,
         )
+        self.tool_call = tool_call  # the default answer calls this tool when it is declared
         self.requests: list[RecordedRequest] = []
         self._queue: deque[dict[str, Any] | StreamScript | ErrorScript] = deque()
         self._lock = threading.Lock()
@@ -373,7 +376,7 @@ class FakeBedrock:
         if not isinstance(record.body, dict):
             raise BedrockError("SerializationException", "the body is not a JSON object", 400)
         validate(record.body)
-        script = self._queue.popleft() if self._queue else echo(record.body)
+        script = self._queue.popleft() if self._queue else self.default_answer(record.body)
         if isinstance(script, ErrorScript):
             raise BedrockError(script.code, script.message, script.status)
         if isinstance(script, StreamScript):
@@ -384,6 +387,20 @@ class FakeBedrock:
             handler.send_stream(stream_events(script), self.delay)
         else:
             handler.send_json(200, script)
+
+    def default_answer(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """What a request gets with nothing queued: a call of ``tool_call`` when the request
+        declares that tool and is not answering a call, else the echo of the last user text."""
+        if self.tool_call is not None:
+            name, arguments = self.tool_call
+            tools = (body.get("toolConfig") or {}).get("tools") or []
+            declared = {(t.get("toolSpec") or {}).get("name") for t in tools}
+            messages = body.get("messages") or []
+            last = (messages[-1].get("content") or []) if messages else []
+            answering = any("toolResult" in block for block in last)
+            if name in declared and not answering:
+                return tool_response([tool_use(name, arguments, f"tooluse_{name}_1")])
+        return echo(body)
 
     def check_signature(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes

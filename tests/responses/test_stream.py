@@ -11,9 +11,9 @@ from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from sidecar.apis.responses import (
+    AfterChat,
     ChatSSEToResponsesSSE,
     ChatToResponsesStream,
-    chain,
     to_responses_object,
 )
 from sidecar.providers.bedrock.stream import ConverseStreamTranslator
@@ -228,7 +228,7 @@ def _bedrock_route(events: list[dict[str, Any]]) -> Any:
         model="qwen3", created=CREATED, response_id="chatcmpl-b", include_usage=True))
     responses = ChatSSEToResponsesSSE(ChatToResponsesStream(REQUEST, "resp_b", CREATED,
                                                             clock=lambda: NOW))
-    route = chain(transcoder, responses)
+    route = AfterChat(transcoder, responses)
     raw = bedrock.encode_events(events)
     out = [e for i in range(0, len(raw), 13) for e in route(raw[i:i + 13])] + route(b"")
     assert all(out)
@@ -250,6 +250,7 @@ def test_bedrock_event_stream_chained_into_responses() -> None:
         "tooluse_1", '{"a": 1}')
     assert final["usage"]["input_tokens"] == 12
     assert final["usage"]["input_tokens_details"]["cached_tokens"] == 2
+    assert not events_route_failed(answer)
     for event in events:
         EVENT.validate_python(event)
 
@@ -259,3 +260,16 @@ def test_a_cut_bedrock_stream_fails_through_the_chain() -> None:
     parsed = _bedrock_route(events[:3])  # no messageStop, no metadata
     assert types(parsed)[-2:] == ["error", "response.failed"]
     assert parsed[-2]["code"] == "stream_truncated"
+    assert events_route_failed(None, events[:3])
+
+
+def events_route_failed(answer: Any, events: list[dict[str, Any]] | None = None) -> bool:
+    """Whether the chained transform reports the failure (what the shell counts)."""
+    transcoder = EventStreamToSSE(ConverseStreamTranslator(
+        model="qwen3", created=CREATED, response_id="chatcmpl-b", include_usage=True))
+    route = AfterChat(transcoder, ChatSSEToResponsesSSE(ChatToResponsesStream(
+        REQUEST, "resp_b", CREATED, clock=lambda: NOW)))
+    route(bedrock.encode_events(events if events is not None else bedrock.stream_events(answer)))
+    route(b"")
+    assert events is not None or (route.usage is not None and route.usage.cached == 2)
+    return route.failed

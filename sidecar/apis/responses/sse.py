@@ -9,9 +9,11 @@ https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-inte
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Protocol
 
 from sidecar.apis.responses.stream import TRUNCATED, ChatToResponsesStream
+from sidecar.core.accounting import Usage, usage_from_openai
 
 MALFORMED = {**TRUNCATED, "code": "bad_stream",
              "message": "The provider sent a malformed stream event"}
@@ -68,13 +70,29 @@ class ChatSSEToResponsesSSE:
         return self.translator.feed(chunk)
 
 
-def chain(first: Callable[[bytes], list[bytes]], second: Callable[[bytes], list[bytes]]
-          ) -> Callable[[bytes], list[bytes]]:
-    """One stream callable running ``second`` on ``first``'s output (e.g. the Bedrock
-    event-stream -> chat SSE transcoder, then ``ChatSSEToResponsesSSE``); ``b""`` ends both."""
+class AfterChat:
+    """A chat SSE stream transform (the usage tap, the Bedrock transcoder) followed by
+    ``ChatSSEToResponsesSSE``: a Responses stream served by a chat provider. Its usage is the
+    one the Responses events reported; it failed when the chat stream did."""
 
-    def call(data: bytes) -> list[bytes]:
-        out = [event for piece in first(data) if piece for event in second(piece)]
-        return out + second(b"") if not data else out
+    def __init__(self, first: ChatStream, second: ChatSSEToResponsesSSE) -> None:
+        self.first, self.second = first, second
 
-    return call
+    def __call__(self, data: bytes) -> list[bytes]:
+        out = [event for piece in self.first(data) if piece for event in self.second(piece)]
+        return out + self.second(b"") if not data else out
+
+    @property
+    def usage(self) -> Usage | None:
+        return usage_from_openai({"usage": self.second.translator.usage})
+
+    @property
+    def failed(self) -> bool:
+        return self.first.failed
+
+
+class ChatStream(Protocol):
+    def __call__(self, data: bytes) -> list[bytes]: ...
+
+    @property
+    def failed(self) -> bool: ...

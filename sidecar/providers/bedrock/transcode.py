@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
+from sidecar.core.accounting import Usage, usage_from_openai
 from sidecar.core.errors import SidecarError, TranslationError, error_body
 from sidecar.providers.bedrock.errors import from_stream_exception
 from sidecar.providers.bedrock.stream import ConverseStreamTranslator
@@ -48,6 +49,15 @@ class EventStreamToSSE:
         self.error: dict[str, Any] | None = None  # the OpenAI error body, if one was sent
         self.closed = False
         self._buffer = EventStreamBuffer()
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage Bedrock reported (its ``metadata`` event), once seen."""
+        return usage_from_openai({"usage": self.translator.usage})
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.closed:
