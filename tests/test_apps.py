@@ -11,17 +11,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.core.config.apps import (
-    DEFAULT_APP,
-    AppMatcher,
-    AppSpec,
-    MatchSpec,
-    RouteSpec,
-    _parse_address,
-    choose_app,
-    parse_match,
-)
+from sidecar.core.config.apps import DEFAULT_APP, AppMatcher, AppSpec, choose_app
 from sidecar.core.config.catalog import Catalog, load_builtin_catalog, parse_models
+from sidecar.core.config.matching import MatchSpec, _parse_address, parse_match
+from sidecar.core.config.routes import RouteSpec
 from sidecar.core.config.rules import RuleSet, parse_rules_text
 from sidecar.core.errors import ConfigError
 from sidecar.core.facts import RequestFacts

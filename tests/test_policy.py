@@ -11,8 +11,9 @@ from sidecar.core.config.catalog import Catalog, parse_models
 from sidecar.core.config.rules import RuleSet, parse_rules_text
 from sidecar.core.errors import NoEligibleModelError, NoRouteError, UnknownModelError
 from sidecar.core.facts import RequestFacts
+from sidecar.core.routing.decision import MAX_PLAN, Exclusion, Health, RouteDecision, Target
 from sidecar.core.routing.latency import STALE_AFTER, LatencyTracker
-from sidecar.core.routing.policy import MAX_PLAN, Exclusion, Health, RouteDecision, Target, choose_route
+from sidecar.core.routing.policy import choose_route
 from sidecar.core.vocabulary import Deployment
 
 ALL = ["tools", "vision", "json_schema"]

@@ -21,18 +21,10 @@ from sidecar.core.config.rules import RuleSet, parse_rules_text
 from sidecar.core.errors import SidecarError
 from sidecar.core.facts import PREFERS, RequestFacts
 from sidecar.core.routing import policy
+from sidecar.core.routing.decision import MAX_PLAN, Candidate, Health, RouteDecision
 from sidecar.core.routing.latency import LatencyTracker
-from sidecar.core.routing.policy import (
-    MAX_PLAN,
-    SKYBAND_K,
-    Candidate,
-    Health,
-    RouteDecision,
-    _dominates,
-    _rank,
-    choose_route,
-    skyband,
-)
+from sidecar.core.routing.policy import _rank, choose_route
+from sidecar.core.routing.skyband import SKYBAND_K, _dominates, skyband
 from sidecar.core.vocabulary import Deployment
 
 CAPS = ("tools", "vision", "json_schema")

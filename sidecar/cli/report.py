@@ -13,8 +13,9 @@ from sidecar.core.facts import facts_from_chat
 from sidecar.core.live import View
 from sidecar.core.routing.autotier import BASE as BASE_SCORE
 from sidecar.core.routing.autotier import WEIGHTS
+from sidecar.core.routing.decision import Health, expected_output_tokens
 from sidecar.core.routing.latency import LatencyEstimate
-from sidecar.core.routing.policy import Health, choose_route, expected_output_tokens
+from sidecar.core.routing.policy import choose_route
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

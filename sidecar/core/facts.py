@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.core.config.catalog import REQUESTABLE_TIERS
-from sidecar.core.errors import BadRequestBodyError, SidecarError, UnsupportedParameterError
+from sidecar.core.errors import BadRequestBodyError, UnsupportedParameterError
 
 PREFERS = ("cheap", "fast", "balanced", "quality", "coding")
 LISTENERS = ("proxy", "reverse", "transparent")
@@ -285,8 +285,11 @@ def _image_parts(message: Mapping[str, Any]) -> int:
     return sum(1 for p in content if isinstance(p, Mapping) and p.get("type") == "image_url")
 
 
-def facts_from_responses(body: Mapping[str, Any], **client: Any) -> RequestFacts:
-    """RequestFacts for a Responses API body (``/v1/responses``)."""
+def facts_from_responses(body: Mapping[str, Any], *, scored: Mapping[str, Any] | None = None,
+                         **client: Any) -> RequestFacts:
+    """RequestFacts for a Responses API body (``/v1/responses``). ``scored``: the same call as a
+    chat body, for the auto-tier scorer (``sidecar.apis.responses.as_scored_chat``); None:
+    its input text alone."""
     model, prefer, tier = read_intent(body)
     limit = body.get("max_output_tokens")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
@@ -310,15 +313,10 @@ def facts_from_responses(body: Mapping[str, Any], **client: Any) -> RequestFacts
     return RequestFacts(
         model=model, prefer=prefer, tier=tier, stream=stream,
         needs=frozenset(needs), prompt_tokens=len(text) // CHARS_PER_TOKEN, max_tokens=limit,
-        body=_as_chat(body), **client,
+        body=scored if scored is not None else input_as_chat(body), **client,
     )
 
 
-def _as_chat(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A Responses body as the chat body the auto-tier scorer reads (best effort)."""
-    from sidecar.apis.responses import to_chat_request
-
-    try:
-        return to_chat_request(body, model=str(body.get("model")))
-    except SidecarError:  # e.g. a native-only feature: score the input text alone
-        return {"messages": [{"role": "user", "content": str(body.get("input", ""))}]}
+def input_as_chat(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Responses body's input text as a one-message chat body."""
+    return {"messages": [{"role": "user", "content": str(body.get("input", ""))}]}

@@ -23,12 +23,14 @@ from sidecar.apis.responses import (
     new_response_id,
     to_responses_object,
 )
+from sidecar.core.errors import SidecarError
 from sidecar.providers import (
     SSE_CONTENT_TYPE,
     Answer,
     StreamTransform,
     UpstreamCall,
     Verdict,
+    malformed,
     pass_headers,
 )
 
@@ -38,8 +40,13 @@ def buffered(call: UpstreamCall, status: int, headers: Mapping[str, str], body: 
     answer = call.adapter.answer(call, status, headers, body)
     if call.responses is None or answer.verdict != "ok" or answer.parsed is None:
         return answer
-    translated = to_responses_object(answer.parsed, request=call.responses,
-                                     response_id=new_response_id(), created_at=int(time.time()))
+    try:
+        translated = to_responses_object(answer.parsed, request=call.responses,
+                                         response_id=new_response_id(),
+                                         created_at=int(time.time()))
+    except SidecarError:  # a "success" without what a chat.completion promises (no choices)
+        return malformed(call, answer.status, answer.headers,
+                         what="no chat.completion a Responses object can be made of")
     return replace(answer, body=json.dumps(translated).encode(),
                    headers={**answer.headers, "content-type": "application/json"})
 

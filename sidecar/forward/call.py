@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from sidecar.apis.responses import to_chat_request
-from sidecar.core.routing.policy import Target
+from sidecar.core.routing.decision import Target
 from sidecar.core.vocabulary import ROUTER_FIELDS
 from sidecar.providers import Adapter, Api, AppRequest, UpstreamCall
 

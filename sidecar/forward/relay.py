@@ -31,7 +31,7 @@ import httpx
 
 from sidecar.core.accounting import Usage
 from sidecar.core.errors import SidecarError, UpstreamError, UpstreamTimeoutError, render_openai_error
-from sidecar.core.routing.policy import Target
+from sidecar.core.routing.decision import Target
 from sidecar.forward import answer as answers
 from sidecar.providers import Answer, Endpoint, StreamTransform, UpstreamCall
 

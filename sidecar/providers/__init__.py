@@ -28,7 +28,8 @@ from typing import Any, Literal, Protocol
 
 from sidecar.core.accounting import Usage
 from sidecar.core.config.rules import ProviderSpec
-from sidecar.core.routing.policy import Target
+from sidecar.core.errors import UpstreamError, render_openai_error
+from sidecar.core.routing.decision import Target
 
 Api = Literal["chat", "responses", "other"]
 # ok: serve it. retry: a failure worth the next model (429, 5xx, a provider's retryable error).
@@ -151,3 +152,12 @@ def status_verdict(status: int) -> Verdict:
 def pass_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A provider's response headers as the app may see them (lower-case, no hop-by-hop)."""
     return {k.lower(): v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+
+
+def malformed(call: UpstreamCall, status: int, headers: Mapping[str, str], *, what: str
+              ) -> Answer:
+    """The 502 for a success that is not what the API promises (``what`` it was instead)."""
+    code, body, error_headers = render_openai_error(UpstreamError(
+        f"{call.target.name} answered {status} with {what}", code="upstream_malformed_response"))
+    kept = {k: v for k, v in headers.items() if k.startswith(("x-request-id", "x-model-router-"))}
+    return Answer(code, {**kept, **error_headers}, body, "malformed", reason="malformed")

@@ -18,7 +18,7 @@ from sidecar.apis.sse import UsageTap
 from sidecar.core.accounting import usage_from_openai
 from sidecar.core.config.rules import ProviderSpec
 from sidecar.core.errors import UpstreamError, render_openai_error
-from sidecar.core.routing.policy import Target
+from sidecar.core.routing.decision import Target
 from sidecar.providers import (
     HOP_BY_HOP,
     Answer,
@@ -26,12 +26,14 @@ from sidecar.providers import (
     Endpoint,
     StreamTransform,
     UpstreamCall,
+    malformed,
     pass_headers,
     status_verdict,
 )
 
 # Headers that identify the app to OpenAI; they go only where the app's own key goes.
 APP_IDENTITY_HEADERS = frozenset({"authorization", "openai-organization", "openai-project"})
+AUTH_STATUS = frozenset({401, 403})
 
 
 def parse_endpoint(base_url: str) -> Endpoint:
@@ -115,24 +117,25 @@ class OpenAICompatAdapter:
                body: bytes) -> Answer:
         passed = pass_headers(headers)
         verdict = status_verdict(status)
+        if status in AUTH_STATUS and not self.spec.forwards_app_key:
+            return self._refused_key(status, passed)
         if verdict != "ok" or call.api == "other":
             return Answer(status, passed, body, verdict, reason=f"status {status}")
         parsed = json_object(body)
         if parsed is None:  # a success that is not a JSON object: worth the next model
-            return malformed(call, status, passed)
+            return malformed(call, status, passed, what="a body that is not a JSON object")
         return Answer(status, passed, body, "ok", usage=usage_from_openai(parsed), parsed=parsed)
+
+    def _refused_key(self, status: int, headers: Mapping[str, str]) -> Answer:
+        """The provider refused the sidecar's own key: not the app's fault, and another
+        provider may serve (the app gets a 502 when none does)."""
+        code, body, error_headers = render_openai_error(UpstreamError(
+            f"provider {self.spec.name!r} refused the sidecar's key for it ({status}); check "
+            f"{self._key_variable or 'its api_key'}", code="upstream_auth_failed"))
+        kept = {k: v for k, v in headers.items() if k.startswith("x-request-id")}
+        return Answer(code, {**kept, **error_headers}, body, "retry", reason=f"status {status}")
 
     def stream(self, call: UpstreamCall, *, request_id: str,
                include_usage: bool) -> StreamTransform:
         # The sidecar asked for usage on the app's behalf: hide it when the app did not.
         return UsageTap(strip=not include_usage)
-
-
-def malformed(call: UpstreamCall, status: int, headers: Mapping[str, str]) -> Answer:
-    """The 502 for a success that is not what the API promises."""
-    code, body, error_headers = render_openai_error(UpstreamError(
-        f"{call.target.name} answered {status} with a body that is not a JSON object",
-        code="upstream_malformed_response"))
-    kept = {k: v for k, v in headers.items() if k.startswith(("x-request-id", "x-model-router-"))}
-    return Answer(code, {**kept, **error_headers}, body, "malformed", reason="malformed")
-

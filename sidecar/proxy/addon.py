@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import random
-import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,19 +26,19 @@ from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
-from sidecar.apis.models import with_intent_models
-from sidecar.core.accounting import Usage
 from sidecar.core.config.rules import RuleSet, load_rules
 from sidecar.core.errors import InternalError, SidecarError
 from sidecar.core.live import LiveState, live_state
 from sidecar.core.routing.cooldown import Cooldowns
+from sidecar.core.routing.decision import Health, Target
 from sidecar.core.routing.latency import LatencyTracker
-from sidecar.core.routing.policy import EXPLORE_RATE, Health, Target
+from sidecar.core.routing.policy import EXPLORE_RATE
 from sidecar.forward import answer as answers
 from sidecar.forward.relay import Job, Outcome, Relay
-from sidecar.providers import StreamTransform, UpstreamCall, Verdict
+from sidecar.providers import UpstreamCall
+from sidecar.proxy import direct
 from sidecar.proxy.books import Books
-from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig
+from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig, intercept_patterns
 from sidecar.proxy.flow import (
     SENTINEL_HOST,
     CallState,
@@ -52,13 +51,14 @@ from sidecar.proxy.flow import (
 )
 from sidecar.proxy.metrics import Metrics
 from sidecar.proxy.proxyauth import load_proxy_auth, proxy_authenticated, proxy_user
-from sidecar.proxy.routing import Routed, route
+from sidecar.proxy.routing import Routed, match_app, route
 from sidecar.proxy.tasks import spawn
 
 log = logging.getLogger("sidecar")
 
 UPSTREAM_TIMEOUT = 120.0  # seconds without a byte from the provider before trying the next
 CONNECT_TIMEOUT = 10.0
+CLIENT_CLOSED = 499  # the app hung up before its answer (nginx's "client closed request")
 
 
 class Sidecar:
@@ -253,9 +253,7 @@ class Sidecar:
         is buffered anyway, return what serves it right in the hook."""
         loaded = self.config.loaded
         assert loaded is not None
-        user = self._proxy_users.get(flow.client_conn) or proxy_user(
-            flow.request.headers.get("proxy-authorization", ""))
-        routed = route(flow, state, loaded, proxy_user=user, health=self.health,
+        routed = route(flow, state, loaded, proxy_user=self._user(flow), health=self.health,
                        latency=self.latency, rng=self.rng, explore_rate=self.explore_rate)
         state.plan, state.include_usage = routed.plan, routed.include_usage
         dispatcher = loaded.dispatcher
@@ -267,7 +265,7 @@ class Sidecar:
         # model before the app sees a byte, and Responses calls (translated, or native).
         if not self.should_relay(routed):
             state.way, state.call = "direct", dispatcher.prepare(routed.plan[0], routed.request)
-            self._send_direct(flow, state.call)
+            direct.send(flow, state.call)
             return None
         assert self.relay is not None
         state.way = "relayed"
@@ -278,6 +276,10 @@ class Sidecar:
         state.relay_path = self.relay.submit(state.job)
         point(flow.request, self.relay.endpoint, state.relay_path, {}, b"")
         return None
+
+    def _user(self, flow: http.HTTPFlow) -> str | None:
+        return self._proxy_users.get(flow.client_conn) or proxy_user(
+            flow.request.headers.get("proxy-authorization", ""))
 
     def should_relay(self, routed: Routed) -> bool:
         return self.relay is not None and routed.request.body is not None and (
@@ -294,14 +296,6 @@ class Sidecar:
             log.exception("serving the plan failed; answering 502 (fail closed)")
             flow.response = error_response(InternalError(
                 "The model-router sidecar failed while serving this request."))
-
-    @staticmethod
-    def _send_direct(flow: http.HTTPFlow, call: UpstreamCall) -> None:
-        """The fast path: mitmproxy itself sends the call to the one model in the plan."""
-        headers = call.headers
-        if call.stream:  # read (usage, Bedrock frames) as it arrives: no compression
-            headers = {**headers, "accept-encoding": "identity"}
-        point(flow.request, call.endpoint, call.path, headers, call.body)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         address = data.server.address
@@ -325,7 +319,7 @@ class Sidecar:
             return  # buffered: the response hook sees (and may translate) the whole body
         transform = None
         if state.way == "direct" and state.call is not None:
-            transform = state.transform = direct_stream(state.call, flow, state.include_usage)
+            transform = state.transform = direct.stream(state.call, flow, state.include_usage)
         state.timer = StreamTimer(state, self.clock, transform)
         response.stream = state.timer  # the relay's output is already the app's SSE
 
@@ -348,37 +342,17 @@ class Sidecar:
                 stream_ok = state.transform is None or not state.transform.failed
                 usage = state.transform.usage if state.transform is not None else None
             else:  # what mitmproxy fetched itself, buffered: shaped by the provider's adapter
-                usage = self._shape_direct(flow, state, call)
-        elif state.job is not None:
-            usage, stream_ok = state.job.usage, state.job.stream_ok
+                answer = direct.shape(flow, call, app_path=state.original[3])
+                usage = answer.usage
+                health = answers.health(answer.verdict)
+                if health is not None:  # the fast path has no relay to count its attempt
+                    self.books.attempt(Outcome(call.target, health, answer.reason, 0.0))
+        elif state.job is not None:  # a stream's usage is known at its end, before the body's
+            job = state.job
+            usage = job.transform.usage if job.transform is not None else job.usage
+            stream_ok = job.stream_ok
         self.books.finish(state, flow.response.status_code, usage, stream_ok=stream_ok,
                           catalog=self.rules.catalog if self.rules else None)
-
-    def _shape_direct(self, flow: http.HTTPFlow, state: CallState, call: UpstreamCall
-                      ) -> Usage | None:
-        """A buffered answer mitmproxy fetched itself, as the provider's adapter shapes it (the
-        same code as the relay's); its attempt counted."""
-        response = flow.response
-        assert response is not None
-        content = response.get_content(strict=False) or b""
-        answer = answers.buffered(call, response.status_code, LowerHeaders(response.headers),
-                                  content)
-        body: bytes | None = answer.body
-        if call.api == "other" and answer.verdict == "ok" and flow.request.method == "GET" and (
-                state.original[3].split("?")[0].endswith("/models")):
-            body = with_intent_models(content)
-        if body is not None and body is not content:
-            router = {k: v for k, v in response.headers.items()
-                      if k.lower().startswith("x-model-router-")}
-            flow.response = http.Response.make(answer.status, body, {**answer.headers, **router})
-        self._direct_outcome(call, answer.verdict, answer.reason)
-        return answer.usage
-
-    def _direct_outcome(self, call: UpstreamCall, verdict: Verdict, reason: str) -> None:
-        """The fast path has no relay to count its attempt: count it here."""
-        health = answers.health(verdict)
-        if health is not None:
-            self.books.attempt(Outcome(call.target, health, reason, 0.0))
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -391,38 +365,29 @@ class Sidecar:
             return
         if state.relay_path is not None and self.relay is not None:
             self.relay.discard(state.relay_path)  # the flow died before reaching the relay
-        if state.way == "direct" and state.call is not None:
-            target = state.call.target
-            log.warning("upstream %s failed: %s", target.provider, flow.error.msg)
-            why = "stream" if flow.response is not None else "connect"
-            self.books.attempt(Outcome(target, False, why, 0.0))
+        status = flow.response.status_code if flow.response else 502
+        why = direct.failure(flow) if state.way == "direct" else None
+        if state.way == "direct" and state.call is not None and why is not None:
+            log.warning("upstream %s failed: %s", state.call.target.provider, flow.error.msg)
+            self.books.attempt(Outcome(state.call.target, False, why, 0.0))
         elif state.way == "relayed":
             log.warning("relayed call failed: %s", flow.error.msg)
-        started = flow.response is not None
-        self.books.finish(state, flow.response.status_code if flow.response else 502, None,
-                          stream_ok=not started, catalog=self.rules.catalog if self.rules else None)
+        elif state.phase == "examined":  # died before routing: the app left, or its body was
+            status = refused_status(flow.error.msg)  # refused by mitmproxy (too large)
+            self._name_app(flow, state)
+        if state.way == "direct" and why is None and flow.response is None:
+            status = CLIENT_CLOSED
+        self.books.finish(state, status, None, stream_ok=flow.response is None,
+                          catalog=self.rules.catalog if self.rules else None)
+
+    def _name_app(self, flow: http.HTTPFlow, state: CallState) -> None:
+        """The app of a call that died before routing (for its record)."""
+        loaded = self.config.loaded
+        if loaded is not None:
+            match_app(flow, state, loaded, proxy_user=self._user(flow),
+                      headers=LowerHeaders(flow.request.headers))
 
 
-def intercept_patterns(rules: RuleSet) -> list[str]:
-    """mitmproxy ``allow_hosts``: only these destinations are decrypted; others are tunnelled."""
-    return [f"^{re.escape(spec.host)}:{spec.port}$" for spec in rules.intercept]
-
-
-def direct_stream(call: UpstreamCall, flow: http.HTTPFlow, include_usage: bool
-                  ) -> StreamTransform | None:
-    """A fast-path stream's transform (usage read, a transcoded event stream), with the response
-    headers made fit for a body whose length changes. None when the provider compressed the
-    stream anyway (it is then passed through as it is, usage unread)."""
-    assert flow.response is not None
-    headers = flow.response.headers
-    if headers.get("content-encoding", "identity").lower() != "identity":
-        return None
-    transform = answers.stream_transform(call, request_id=headers.get("x-amzn-requestid", ""),
-                                         include_usage=include_usage)
-    headers.pop("content-length", None)
-    if not (flow.request.is_http2 or flow.request.is_http3):  # the app's side; h2 frames itself
-        headers["transfer-encoding"] = "chunked"  # whatever the provider spoke (h2 has no TE)
-    content_type = answers.stream_content_type(call)
-    if content_type is not None:
-        headers["content-type"] = content_type
-    return transform
+def refused_status(error: str) -> int:
+    """The status the app got for a request that died before routing."""
+    return 413 if "body_size_limit" in error else CLIENT_CLOSED

@@ -43,6 +43,7 @@ class Books:
         if outcome.ok:
             self.cooldowns.success(deployment)
             return
+        self.metrics.failed_attempt(outcome.target.provider, outcome.reason)
         self.latency.penalize(deployment)
         if self.cooldowns.failure(deployment):
             self.metrics.cooldowns.labels(self.metrics.model(outcome.target.name)).inc()

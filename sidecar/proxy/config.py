@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -113,3 +114,8 @@ def file_stamp(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def intercept_patterns(rules: RuleSet) -> list[str]:
+    """mitmproxy ``allow_hosts``: only these destinations are decrypted; others are tunnelled."""
+    return [f"^{re.escape(spec.host)}:{spec.port}$" for spec in rules.intercept]

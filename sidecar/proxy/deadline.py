@@ -17,21 +17,29 @@ counted. When it runs out while the request is still being read: the 408 is sent
 closed, and, when the headers were in (a flow exists), the flow fails with the 408's message
 (its ``error`` hook runs, as for a client that hangs up). A response that has started is never
 interrupted. HTTP/2 streams are not covered (``Http2Server``); see the module's test file.
+
+The clock can only start once mitmproxy has chosen the HTTP layer, and with ``allow_hosts`` set
+its ``NextLayer`` addon waits for a request's whole ``Host`` header before choosing (it may
+name an allowed host). ``EarlyNextLayer`` replaces that addon: when the destination address or
+the TLS SNI already is an allowed host, the ``Host`` header cannot change the outcome, so the
+layer is chosen on the first bytes and a request line that stops half-way meets the deadline.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import mitmproxy.proxy.layers.http as http_layers
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.addons import next_layer
 from mitmproxy.net.http import http1
-from mitmproxy.proxy import commands, events
+from mitmproxy.proxy import commands, context, events
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
@@ -135,3 +143,26 @@ class ReadDeadline:
         if self._replaced is not None:
             setattr(http_layers, SERVER_CLASS, self._replaced)
             self._replaced = None
+
+
+class EarlyNextLayer(next_layer.NextLayer):
+    """mitmproxy's ``NextLayer`` addon, deciding without the ``Host`` header when the
+    destination (address or SNI) is allowed already: ``allow_hosts`` only ever admits more
+    names, and the sidecar sets no ``ignore_hosts``."""
+
+    def _ignore_connection(self, context: context.Context, data_client: bytes,
+                           data_server: bytes) -> bool | None:
+        if ctx.options.allow_hosts and not ctx.options.ignore_hosts and (
+                allowed_without_host_header(context, self.allow_hosts)):
+            return False
+        return super()._ignore_connection(context, data_client, data_server)
+
+
+def allowed_without_host_header(context: context.Context, allow: Sequence[re.Pattern[str]]
+                                ) -> bool:
+    address = context.server.address
+    if address is None:
+        return False
+    host, port, *_ = address
+    names = [f"{host}:{port}"] + ([f"{context.client.sni}:{port}"] if context.client.sni else [])
+    return any(rex.search(name) for name in names for rex in allow)

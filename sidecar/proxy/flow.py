@@ -22,7 +22,7 @@ from mitmproxy import http
 
 from sidecar.core.errors import ProxyAuthRequiredError, SidecarError, render_openai_error
 from sidecar.core.facts import RequestFacts
-from sidecar.core.routing.policy import RouteDecision, Target
+from sidecar.core.routing.decision import RouteDecision, Target
 from sidecar.forward.relay import FALLBACKS_HEADER, Job
 from sidecar.providers import Endpoint, StreamTransform, UpstreamCall
 

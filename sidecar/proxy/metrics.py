@@ -107,6 +107,10 @@ class Metrics:
     def provider(self, name: str | None) -> str:
         return name if name in self.providers else OTHER
 
+    def failed_attempt(self, provider: str, reason: str) -> None:
+        """One attempt that failed at its provider (on either forwarding path)."""
+        self._child(self.upstream_errors, self.provider(provider), failure_kind(reason)).inc()
+
     def observe(self, call: CallRecord) -> None:
         """Count one finished call."""
         app, requested = self.app(call.app), self.model(call.requested_model)
@@ -127,8 +131,6 @@ class Metrics:
             # prometheus counters only go up: a negative saving is counted as a positive
             # "extra cost" under the same name with the served/requested roles swapped.
             self._add_savings(app, requested, served, call.savings)
-        for _, failed_provider, reason in call.failures:
-            child(self.upstream_errors, self.provider(failed_provider), failure_kind(reason)).inc()
         # Each failure that another attempt followed is a fallback (when all fail, the last
         # failure is the answer, not a fallback).
         followed = call.failures if call.served_model else call.failures[:-1]

@@ -16,13 +16,14 @@ from typing import Any
 
 from mitmproxy import http
 
-from sidecar.apis.responses import needs_native, to_chat_request
+from sidecar.apis.responses import as_scored_chat, needs_native, to_chat_request
 from sidecar.core.config.apps import AppSpec
 from sidecar.core.errors import UnsupportedParameterError
 from sidecar.core.facts import RequestFacts, facts_from_chat, facts_from_responses, parse_chat_body
 from sidecar.core.routing import policy
+from sidecar.core.routing.decision import Health, RouteDecision, Target
 from sidecar.core.routing.latency import LatencyTracker
-from sidecar.core.routing.policy import Health, RouteDecision, Target, choose_route
+from sidecar.core.routing.policy import choose_route
 from sidecar.forward.call import app_request
 from sidecar.providers import Adapter, Api, AppRequest
 from sidecar.proxy.config import Loaded
@@ -79,10 +80,11 @@ def route(flow: http.HTTPFlow, state: CallState, loaded: Loaded, *, proxy_user: 
     facts = client
     if api != "other":
         body = parse_chat_body(raw, content_type=headers.get("content-type", ""))
-        read = facts_from_chat if api == "chat" else facts_from_responses
-        facts = read(body, listener=client.listener, client_ip=client.client_ip,
+        where = dict(listener=client.listener, client_ip=client.client_ip,
                      proxy_user=client.proxy_user, headers=headers, host=client.host,
                      port=client.port, path=client.path)
+        facts = (facts_from_chat(body, **where) if api == "chat" else
+                 facts_from_responses(body, scored=as_scored_chat(body), **where))
     state.facts = facts
     decision = choose_route(facts, rules, latency, health=health, rng=rng,
                             explore_rate=explore_rate, app=app)

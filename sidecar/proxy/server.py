@@ -34,7 +34,8 @@ from typing import Any
 
 from sidecar.core.config.rules import RuleSet, load_rules
 from sidecar.core.errors import SidecarError, error_body
-from sidecar.proxy.addon import Sidecar, intercept_patterns
+from sidecar.proxy.addon import Sidecar
+from sidecar.proxy.config import intercept_patterns
 from sidecar.proxy.metrics import serve_metrics
 from sidecar.proxy.tasks import spawn
 
@@ -119,11 +120,11 @@ async def serve(
     on_master: Callable[[Any], None] | None = None,
 ) -> None:
     """Run the sidecar until ``master.shutdown()``; one per process at a time."""
-    from mitmproxy.addons import block, core, next_layer, proxyserver, tlsconfig
+    from mitmproxy.addons import block, core, proxyserver, tlsconfig
     from mitmproxy.master import Master
     from mitmproxy.options import Options
 
-    from sidecar.proxy.deadline import ReadDeadline
+    from sidecar.proxy.deadline import EarlyNextLayer, ReadDeadline
 
     rules = load_rules(config.rules)
     ensure_ca(config.confdir)
@@ -136,7 +137,7 @@ async def serve(
                                               config.metrics_port, ready=lambda: ready.ready)
         addon.metrics_port = bound
     master = Master(Options(confdir=str(config.confdir), mode=modes(config, rules)))
-    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), EarlyNextLayer(),
                       tlsconfig.TlsConfig(), block.Block(), ReadDeadline(), addon)
     watcher = _Running(on_ready or (lambda addrs: None))
     master.addons.add(watcher)

@@ -11,7 +11,7 @@ import openai
 import pytest
 import requests
 
-from sidecar.proxy import addon as addon_module
+from sidecar.proxy import routing as routing_module
 from tests.e2e.harness import APP_KEY, CHEAP_KEY, HELLO, proxied_client
 from tests.fakes.tls_host import TLSHost
 
@@ -142,7 +142,7 @@ def test_a_bug_in_routing_fails_closed(sidecar, up1, up2, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(addon_module, "choose_route", broken)
+    monkeypatch.setattr(routing_module, "choose_route", broken)
     client = proxied_client(sidecar, monkeypatch)
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="gpt-4o", messages=HELLO)

@@ -56,10 +56,10 @@ def test_a_broken_change_is_logged_and_the_old_rules_stay(rules_file, confdir, p
 def test_reload_on_demand_as_sighup_does(rules_file, confdir, primary, backup):
     """SIGHUP calls the same reload; here it is called directly (signals need the main thread)."""
     with RunningSidecar(rules_file, confdir, environ={}) as sidecar:
-        stamp = sidecar.addon._rules_stamp
+        stamp = sidecar.addon.config.stamp
         rules_file.write_text(rules_file.read_text().replace("price: {input: 0.1, output: 0.1}",
                                                              "price: {input: 9.0, output: 9.0}"))
-        sidecar.addon._rules_stamp = stamp  # as if the watcher had not seen it yet
+        sidecar.addon.config.stamp = stamp  # as if the watcher had not seen it yet
         assert sidecar.call(sidecar.addon.reload("SIGHUP"))
         assert post(sidecar.base_url, model="auto", prefer="cheap").json()["model"] == (
             "backup-model")

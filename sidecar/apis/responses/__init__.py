@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sidecar.apis.responses.errors import NativeOnlyError
 from sidecar.apis.responses.objects import new_response_id
-from sidecar.apis.responses.request import needs_native, to_chat_request
+from sidecar.apis.responses.request import as_scored_chat, needs_native, to_chat_request
 from sidecar.apis.responses.response import to_responses_object
 from sidecar.apis.responses.sse import AfterChat, ChatSSEToResponsesSSE
 from sidecar.apis.responses.stream import SSE_HEADERS, ChatToResponsesStream
@@ -25,6 +25,7 @@ __all__ = [
     "ChatSSEToResponsesSSE",
     "ChatToResponsesStream",
     "NativeOnlyError",
+    "as_scored_chat",
     "needs_native",
     "new_response_id",
     "to_chat_request",

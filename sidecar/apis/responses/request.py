@@ -22,6 +22,7 @@ from typing import Any
 from sidecar.apis.responses.errors import NativeOnlyError, malformed
 from sidecar.apis.responses.items import to_messages
 from sidecar.core.errors import SidecarError, UnsupportedParameterError
+from sidecar.core.facts import input_as_chat
 
 Obj = dict[str, Any]
 
@@ -66,6 +67,15 @@ TOOL_CHOICES = frozenset({"auto", "none", "required"})
 _NOT_FUNCTION_TOOL = {"custom": "free-form custom tools are not translated",
                       "namespace": "tool namespaces are not translated",
                       "tool_search": "deferred tool loading runs on OpenAI's servers"}
+
+
+def as_scored_chat(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Responses body as the chat body the auto-tier scorer reads (best effort: a body that
+    cannot be translated is scored by its input text alone)."""
+    try:
+        return to_chat_request(body, model=str(body.get("model")))
+    except SidecarError:  # e.g. a native-only feature
+        return input_as_chat(body)
 
 
 def to_chat_request(body: Mapping[str, Any], *, model: str) -> Obj:

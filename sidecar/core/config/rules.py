@@ -13,7 +13,7 @@ or printed, and every new ``RuleSet`` -- a reload, a ``replace`` -- starts with 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -207,27 +207,40 @@ def parse_provider(name: str, raw: Any) -> ProviderSpec:
     kind = raw.get("type")
     if kind not in PROVIDER_TYPES:
         raise FieldError("type", f"{kind!r} is not one of: {', '.join(PROVIDER_TYPES)}")
-    allowed = _OPENAI_KEYS if kind == "openai" else _BEDROCK_KEYS
+    allowed, parse = _PROVIDER_KINDS[kind]
     unknown = unknown_keys(raw, allowed)
     if unknown:
         raise FieldError(key_name(unknown[0]), f"unknown key for a {kind} provider; allowed: "
                          f"{', '.join(sorted(allowed))}")
-    if kind == "bedrock":
-        region = raw.get("region")
-        if not isinstance(region, str) or not region:
-            raise FieldError("region", "required for a bedrock provider, e.g. us-east-1")
-        endpoint = raw.get("endpoint_url")
-        if endpoint is not None:
-            _url(endpoint, "endpoint_url")
-        return ProviderSpec(name=name, type=kind, api_key="none", region=region,
-                            endpoint_url=endpoint, profile=raw.get("profile"),
-                            timeout=_timeout(raw))
+    return parse(name, raw)
+
+
+def _parse_bedrock(name: str, raw: Mapping[str, Any]) -> ProviderSpec:
+    region = raw.get("region")
+    if not isinstance(region, str) or not region:
+        raise FieldError("region", "required for a bedrock provider, e.g. us-east-1")
+    endpoint = raw.get("endpoint_url")
+    if endpoint is not None:
+        _url(endpoint, "endpoint_url")
+    return ProviderSpec(name=name, type=raw["type"], api_key="none", region=region,
+                        endpoint_url=endpoint, profile=raw.get("profile"), timeout=_timeout(raw))
+
+
+def _parse_openai(name: str, raw: Mapping[str, Any]) -> ProviderSpec:
     base_url = _url(raw.get("base_url"), "base_url").rstrip("/")
     responses = raw.get("responses", urlsplit(base_url).hostname in NATIVE_RESPONSES_HOSTS)
     if not isinstance(responses, bool):
         raise FieldError("responses", "must be true or false (does it serve /v1/responses?)")
-    return ProviderSpec(name=name, type=kind, base_url=base_url, api_key=_api_key(raw),
+    return ProviderSpec(name=name, type=raw["type"], base_url=base_url, api_key=_api_key(raw),
                         responses=responses, timeout=_timeout(raw))
+
+
+# type -> (the keys it accepts, its parser)
+_ProviderParser = Callable[[str, Mapping[str, Any]], ProviderSpec]
+_PROVIDER_KINDS: Mapping[str, tuple[set[str], _ProviderParser]] = {
+    "openai": (_OPENAI_KEYS, _parse_openai),
+    "bedrock": (_BEDROCK_KEYS, _parse_bedrock),
+}
 
 
 def _timeout(raw: Mapping[str, Any]) -> float | None:

@@ -16,7 +16,7 @@ from sidecar.core.accounting import usage_from_openai
 from sidecar.core.config.catalog import ModelSpec
 from sidecar.core.config.rules import ProviderSpec
 from sidecar.core.errors import SidecarError, UnknownModelError, render_openai_error
-from sidecar.core.routing.policy import Target
+from sidecar.core.routing.decision import Target
 from sidecar.providers import (
     RETRYABLE_STATUS,
     SSE_CONTENT_TYPE,

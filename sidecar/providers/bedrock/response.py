@@ -39,9 +39,11 @@ def from_converse_response(
     resp: Mapping[str, Any], *, model: str, created: int, response_id: str
 ) -> OpenAIObject:
     """The ``chat.completion`` for a Converse response body (``response_id`` e.g. chatcmpl-...)."""
-    message = (resp.get("output") or {}).get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
-        raise TranslationError("Bedrock response has no output.message.content")
+    output = resp.get("output") if isinstance(resp, Mapping) else None
+    message = output.get("message") if isinstance(output, dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list) or not all(
+            isinstance(b, dict) for b in message["content"]):
+        raise TranslationError("Bedrock response has no output.message.content of objects")
     blocks: list[ContentBlock] = message["content"]
     tool_calls = [_tool_call(b["toolUse"]) for b in blocks if _is_client_tool(b)]
     finish = to_finish_reason(resp.get("stopReason"), has_tool_calls=bool(tool_calls))
@@ -57,7 +59,8 @@ def from_converse_response(
         "usage": to_openai_usage(resp["usage"]) if isinstance(resp.get("usage"), dict) else None,
         "system_fingerprint": None,
     }
-    tier = (resp.get("serviceTier") or {}).get("type")
+    service = resp.get("serviceTier")
+    tier = service.get("type") if isinstance(service, dict) else None
     if tier:
         result["service_tier"] = tier
     return result
