@@ -28,6 +28,7 @@ from sidecar.cli import autotier_eval, catalog, check, report
 from sidecar.core.config.rules import RuleSet, load_rules
 from sidecar.core.errors import SidecarError
 from sidecar.core.live import View, view_of
+from sidecar.proxy.deadline import DEFAULT_READ_TIMEOUT
 from sidecar.proxy.metrics import parse_live_state
 from sidecar.proxy.server import (
     DEFAULT_GRACE_PERIOD,
@@ -56,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         reverse_port=args.reverse_port, transparent_port=args.transparent_port,
         confdir=Path(args.confdir), proxy_auth=args.proxy_auth or "",
         metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        grace_period=args.grace_period,
+        grace_period=args.grace_period, read_timeout=args.read_timeout,
     )
 
     def ready(addrs: Addresses) -> None:
@@ -194,6 +195,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--grace-period", type=float, default=DEFAULT_GRACE_PERIOD,
                      help="on SIGTERM, seconds calls in flight (streams too) get to finish "
                           f"(default {DEFAULT_GRACE_PERIOD:g})")
+    run.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
+                     help="seconds an app has to send a whole request (headers and body) from "
+                          "its first byte, else 408; 0: no deadline (default "
+                          f"{DEFAULT_READ_TIMEOUT:g})")
     run.add_argument("--proxy-auth", metavar="FILE",
                      help="require explicit-proxy clients to authenticate with a user:password "
                           "from FILE (one per line)")

@@ -36,6 +36,7 @@ from sidecar.core.config.rules import RuleSet, load_rules
 from sidecar.core.errors import SidecarError, error_body
 from sidecar.proxy.addon import Sidecar
 from sidecar.proxy.config import intercept_patterns
+from sidecar.proxy.deadline import DEFAULT_READ_TIMEOUT, EarlyNextLayer, ReadDeadline
 from sidecar.proxy.metrics import serve_metrics
 from sidecar.proxy.tasks import spawn
 
@@ -68,6 +69,7 @@ class RunConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = DEFAULT_METRICS_PORT  # Prometheus /metrics; None: off
     grace_period: float = DEFAULT_GRACE_PERIOD  # seconds calls in flight get on SIGTERM
+    read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds to receive a request; 0: no deadline
 
 
 class StartupError(SidecarError):
@@ -124,8 +126,6 @@ async def serve(
     from mitmproxy.master import Master
     from mitmproxy.options import Options
 
-    from sidecar.proxy.deadline import EarlyNextLayer, ReadDeadline
-
     rules = load_rules(config.rules)
     ensure_ca(config.confdir)
     install_openai_error_pages()
@@ -144,7 +144,7 @@ async def serve(
     master.options.update(
         connection_strategy="lazy", allow_hosts=intercept_patterns(rules),
         body_size_limit=config.body_size_limit, sidecar_rules=str(config.rules),
-        sidecar_proxy_auth=config.proxy_auth,
+        sidecar_proxy_auth=config.proxy_auth, sidecar_read_timeout=config.read_timeout,
     )
     if on_master is not None:
         on_master(master)

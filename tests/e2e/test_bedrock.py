@@ -63,11 +63,11 @@ def bedrock() -> Iterator[fb.FakeBedrock]:
 @pytest.fixture
 def bedrock_sidecar(tmp_path: Path, confdir: Path, up1: FakeOpenAI, bedrock: fb.FakeBedrock,
                     monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningSidecar]:
-    for name, value in {"AWS_ACCESS_KEY_ID": fb.TEST_ACCESS_KEY,
-                        "AWS_SECRET_ACCESS_KEY": fb.TEST_SECRET_KEY,
-                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
-        monkeypatch.setenv(name, value)
+    for name, setting in {"AWS_ACCESS_KEY_ID": fb.TEST_ACCESS_KEY,
+                          "AWS_SECRET_ACCESS_KEY": fb.TEST_SECRET_KEY,
+                          "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                          "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
+        monkeypatch.setenv(name, setting)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     rules = tmp_path / "rules.yaml"

@@ -30,8 +30,7 @@ import pytest
 import requests
 
 from sidecar.cli import main as cli
-from tests.e2e.harness import APP_KEY, CHEAP_KEY, KEYED_APP_KEY
-from tests.e2e.harness import RunningSidecar
+from tests.e2e.harness import APP_KEY, CHEAP_KEY, KEYED_APP_KEY, RunningSidecar
 from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = pytest.mark.e2e

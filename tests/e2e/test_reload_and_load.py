@@ -111,7 +111,7 @@ def test_load_while_a_provider_fails_and_rules_reload(tmp_path, confdir):
                     before = sidecar.addon.rules
                     text = rules_file.read_text().replace("input: 0.1,", f"input: {price},")
                     rules_file.write_text(text.replace("input: 0.2,", f"input: {price},"))
-                    await asyncio.to_thread(wait_for, lambda: sidecar.addon.rules is not before)
+                    await asyncio.to_thread(wait_for, lambda b=before: sidecar.addon.rules is not b)
                     reloaded_during_load += sidecar.addon.rules is not before and not load.done()
                 return await asyncio.wait_for(load, 60), reloaded_during_load
 

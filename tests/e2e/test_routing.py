@@ -204,7 +204,8 @@ def test_requests_through_https_proxy(sidecar, up2):
         "https://api.openai.com/v1/chat/completions", timeout=10,
         headers={"authorization": f"Bearer {APP_KEY}"},
         json={"model": "auto", "prefer": "cheap", "messages": HELLO},
-        proxies={"https": f"http://summarizer:@127.0.0.1:{sidecar.port('regular')}"},  # requests needs the colon
+        # requests needs the colon after the user name
+        proxies={"https": f"http://summarizer:@127.0.0.1:{sidecar.port('regular')}"},
         verify=str(sidecar.ca.bundle),
     )
     assert resp.status_code == 200, resp.text

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from sidecar.core.errors import TranslationError
 from sidecar.forward import answer as answers
 from sidecar.providers import SSE_CONTENT_TYPE, UpstreamCall
 from tests.fakes.bedrock import encode_event, encode_events, stream_events

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from mitmproxy import connection, http
+from mitmproxy.connection import ConnectionState
 from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
-from mitmproxy.connection import ConnectionState
 from mitmproxy.test import taddons, tflow, tutils
 
 import sidecar.proxy.addon as addon_module
