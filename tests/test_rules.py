@@ -69,7 +69,7 @@ def refused(text: str) -> str:
     ("providers:\n  b:\n    type: bedrock\n", "r.yaml:2: providers.b.region",
      "required for a bedrock provider, e.g. us-east-1"),
     ("providers:\n  b:\n    type: bedrock\n    region: us-east-1\n    api_key: from-request\n",
-     "r.yaml:5: providers.b.api_key", "unknown key for a bedrock provider; allowed: endpoint_url,"),
+     "r.yaml:5: providers.b.api_key", "unknown key for a bedrock provider; allowed: control_endpoint_url,"),
     ("providers:\n  b:\n    type: bedrock\n    region: us-east-1\n    endpoint_url: localhost\n",
      "r.yaml:5: providers.b.endpoint_url", "'localhost' is not an http(s) URL"),
     ('providers:\n  "my.gw":\n    type: openai\n', 'r.yaml:2: providers["my.gw"].base_url',

@@ -1,11 +1,15 @@
-"""``model-router catalog import FILE``: a catalog file refreshed from a LiteLLM price map.
+"""``model-router catalog import FILE``: a catalog file refreshed from a LiteLLM price map;
+``model-router catalog diff``: what the next refresh of rules.yaml's ``catalog:`` sources would
+change (fetched now), against the catalog the sidecar would route by (the last good refresh in
+the confdir, or the built-in one).
 
-The merge itself is pure (``sidecar.core.config.catalog_import``); this is the command around it.
+The merges themselves are pure (``sidecar.core.config.catalog_import``, ``.refresh``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import time
@@ -17,6 +21,7 @@ import yaml
 from sidecar.core.config.catalog_import import import_litellm
 from sidecar.core.config.rules import load_rules
 from sidecar.core.errors import SidecarError
+from sidecar.proxy.server import default_confdir
 
 
 class PriceMapError(SidecarError):
@@ -35,6 +40,21 @@ def add_parser(sub: Any) -> None:
                           "rules.yaml as `catalog: FILE`")
     imp.add_argument("--rules", default=os.environ.get("MODEL_ROUTER_RULES", "rules.yaml"))
     imp.set_defaults(func=cmd_catalog_import)
+    diff = catalog_sub.add_parser("diff", help="what the next refresh of the catalog: sources "
+                                  "would change (fetches them now)")
+    diff.add_argument("--rules", default=os.environ.get("MODEL_ROUTER_RULES", "rules.yaml"))
+    diff.add_argument("--confdir", default=str(default_confdir()),
+                      help="where the last good catalog is kept (default ~/.model-router)")
+    diff.set_defaults(func=cmd_catalog_diff)
+
+
+def cmd_catalog_diff(args: argparse.Namespace) -> int:
+    """Print the changes a refresh would make now; 0 even when there are none."""
+    from sidecar.proxy.catalog import diff_now
+
+    for line in asyncio.run(diff_now(Path(args.rules), Path(args.confdir))):
+        print(line)
+    return 0
 
 
 def cmd_catalog_import(args: argparse.Namespace) -> int:

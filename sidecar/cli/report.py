@@ -92,11 +92,18 @@ def render_models(rules: RuleSet, view: View) -> str:
                      _seen(seen.get("seconds_per_token")),
                      ",".join(sorted(m.supports)) or None,
                      view.deployments_down.get(m.deployment) or _availability(
-                         m, rules, view.providers_down)])
+                         m, rules, view.providers_down), _origin(m)])
     return table(["model", "tier", "provider", "$in/M", "$out/M", "context", "quality", "coding",
-                  "ttft prior(s)", "ttft seen(s)", "s/token seen", "supports", "status"],
+                  "ttft prior(s)", "ttft seen(s)", "s/token seen", "supports", "status",
+                  "source (date)"],
                  rows) + (
         f"\n\n({view.source})")
+
+
+def _origin(m: ModelSpec) -> str:
+    """Where an entry's numbers come from, and when (``-`` for the shipped snapshot's)."""
+    where = m.source or "built-in"
+    return f"{where} ({m.as_of})" if m.as_of else where
 
 
 def _latency(estimate: LatencyEstimate) -> str:
@@ -143,6 +150,10 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
         f"expected output tokens, needs: {', '.join(sorted(facts.needs)) or 'nothing special'}",
         "plan: " + " -> ".join(f"{t.name} ({t.provider})" for t in decision.plan),
     ]
+    unpriced = [t.name for t in decision.plan if t.spec is None]
+    if unpriced:
+        out.append(f"  (cost unknown: {', '.join(unpriced)} has no catalog price; such calls "
+                   "are counted in sidecar_unpriced_calls_total, never as $0)")
     if decision.cooling:
         out.append("  (cooling down: every model of this plan is cooling down after failures; "
                    "nothing else can serve this call, so it is tried rather than refused)")

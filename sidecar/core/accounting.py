@@ -101,6 +101,12 @@ class CallRecord:
     shadow_model: str | None = None  # shadow mode: what the rules decided
     shadow_savings: float | None = None
 
+    @property
+    def cost_unknown(self) -> bool:
+        """Served and used tokens, but its model has no catalog price (a passthrough of a model
+        the catalog does not know): its cost is unknown -- never counted as $0."""
+        return self.cost is None and self.usage is not None and self.served_model is not None
+
     def log_fields(self) -> dict[str, Any]:
         usage = self.usage
         return {
@@ -112,6 +118,7 @@ class CallRecord:
             "completion_tokens": usage.completion if usage else None,
             "cached_tokens": usage.cached if usage else None,
             "cost_usd": _round(self.cost), "savings_usd": _round(self.savings),
+            **({"cost": "unknown"} if self.cost_unknown else {}),
             "duration_s": round(self.duration, 4),
             "ttft_s": None if self.ttft is None else round(self.ttft, 4),
             "overhead_ms": round(self.overhead * 1000, 3),

@@ -7,7 +7,9 @@ The shell never asks which kind of provider it talks to; it asks the provider's 
 * ``answer(call, status, headers, body)``: a buffered answer as the app must get it
   (``Answer``: status, headers, body, usage, and a verdict for the attempt);
 * ``stream(call, ...)``: the transform a streamed answer passes through on its way to the app
-  (``StreamTransform``: exposes the usage it read and whether it sent the app an error).
+  (``StreamTransform``: exposes the usage it read and whether it sent the app an error);
+* ``discover(timeout=)``: which model ids this account can call right now (``Listing``), None
+  when the provider cannot be asked, ``DiscoveryError`` when asking failed (blocking).
 
 Both forwarding paths -- mitmproxy's own (a plan of one model) and the sidecar's attempts
 (``sidecar.forward.relay``) -- call the same adapter methods through ``sidecar.forward.answer``;
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sidecar.core.accounting import Usage
+from sidecar.core.config.offers import Listing
 from sidecar.core.config.rules import ProviderSpec
 from sidecar.core.errors import UpstreamError, render_openai_error
 from sidecar.core.routing.decision import Target
@@ -120,6 +123,11 @@ class StreamTransform(Protocol):
     def failed(self) -> bool: ...  # the app was sent an error event
 
 
+class DiscoveryError(Exception):
+    """Asking a provider which models this account can call failed; the message names the
+    provider and why (an HTTP status, a timeout, a malformed answer)."""
+
+
 class Adapter(Protocol):
     @property
     def spec(self) -> ProviderSpec: ...
@@ -141,6 +149,9 @@ class Adapter(Protocol):
 
     def stream(self, call: UpstreamCall, *, request_id: str,
                include_usage: bool) -> StreamTransform: ...
+
+    def discover(self, *, timeout: float) -> Listing | None: ...  # blocking (run it in a
+    #   thread); None: cannot be asked (no key of its own); raises DiscoveryError when it failed
 
 
 def status_verdict(status: int) -> Verdict:

@@ -5,17 +5,24 @@ before any adapter sees the body) and the keys: the app's key goes only to a pro
 ``api_key: from-request``; any other gets the sidecar's own key (``env:NAME``) or none. The
 answer is the provider's own, already in OpenAI's shape: a success must at least be a JSON
 object, or the attempt counts as malformed.
+
+Discovery asks ``GET {base_url}/models`` with the sidecar's own key (``model_ids``); a provider
+that has none (``from-request``, ``none``, an unset variable) is not asked.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from sidecar.apis.sse import UsageTap
 from sidecar.core.accounting import usage_from_openai
+from sidecar.core.config.offers import Listing
 from sidecar.core.config.rules import ProviderSpec
 from sidecar.core.errors import UpstreamError, render_openai_error
 from sidecar.core.routing.decision import Target
@@ -23,6 +30,7 @@ from sidecar.providers import (
     HOP_BY_HOP,
     Answer,
     AppRequest,
+    DiscoveryError,
     Endpoint,
     StreamTransform,
     UpstreamCall,
@@ -34,6 +42,7 @@ from sidecar.providers import (
 # Headers that identify the app to OpenAI; they go only where the app's own key goes.
 APP_IDENTITY_HEADERS = frozenset({"authorization", "openai-organization", "openai-project"})
 AUTH_STATUS = frozenset({401, 403})
+MAX_MODELS_BODY = 5 * 1024 * 1024  # bytes of a model list read at most
 
 
 def parse_endpoint(base_url: str) -> Endpoint:
@@ -82,6 +91,41 @@ def json_object(body: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+def model_ids(url: str, key: str, *, timeout: float, provider: str) -> frozenset[str]:
+    """The ids of ``GET url`` (an OpenAI model list) asked with ``key``. Blocking; raises
+    ``DiscoveryError`` naming ``provider`` for a failed call, a body over ``MAX_MODELS_BODY`` or
+    one that is not a model list. Entries without a non-empty string id are skipped."""
+    where = f"provider {provider!r}: GET {url}"
+    headers = {"authorization": f"Bearer {key}", "accept": "application/json"}
+    deadline = time.monotonic() + timeout
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as client, client.stream(
+                "GET", url, headers=headers) as response:
+            if response.status_code != 200:
+                raise DiscoveryError(f"{where} answered {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_MODELS_BODY:
+                    raise DiscoveryError(f"{where}: the answer is over {MAX_MODELS_BODY} bytes")
+                if time.monotonic() > deadline:
+                    raise DiscoveryError(f"{where}: the answer took over {timeout:g}s")
+    except httpx.TimeoutException as e:
+        raise DiscoveryError(f"{where}: timed out after {timeout:g}s ({type(e).__name__})") from e
+    except httpx.HTTPError as e:
+        raise DiscoveryError(f"{where} failed: {type(e).__name__}: {e}") from e
+    try:
+        parsed = json.loads(bytes(body))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError included
+        raise DiscoveryError(f"{where}: the answer is not JSON") from e
+    # {"object": "list", "data": [...]} as OpenAI answers; a bare list as a few providers do
+    data = parsed.get("data") if isinstance(parsed, dict) else parsed
+    if not isinstance(data, list):
+        raise DiscoveryError(f"{where}: the answer is not a model list")
+    return frozenset(item["id"] for item in data if isinstance(item, dict)
+                     and isinstance(item.get("id"), str) and item["id"])
+
+
 class OpenAICompatAdapter:
     stream_content_type: str | None = None  # the provider's own SSE goes through as it is
 
@@ -100,6 +144,16 @@ class OpenAICompatAdapter:
 
     def needs_refresh(self) -> bool:
         return False
+
+    def discover(self, *, timeout: float) -> Listing | None:
+        """The ids ``GET {base_url}/models`` lists for the sidecar's own key (None: it has
+        none to ask with)."""
+        if self._key is None:
+            return None
+        assert self.spec.base_url is not None
+        url = self.spec.base_url.rstrip("/") + "/models"
+        ids = model_ids(url, self._key, timeout=timeout, provider=self.spec.name)
+        return Listing(provider=self.spec.name, ids=ids)
 
     def prepare(self, target: Target, request: AppRequest) -> UpstreamCall:
         body, raw = request.body, request.raw

@@ -18,11 +18,11 @@ import logging
 import os
 import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 import httpx
-from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
@@ -38,6 +38,7 @@ from sidecar.forward.relay import Job, Outcome, Relay
 from sidecar.providers import UpstreamCall
 from sidecar.proxy import direct
 from sidecar.proxy.books import Books
+from sidecar.proxy.catalog import CatalogRefresher
 from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig, intercept_patterns
 from sidecar.proxy.flow import (
     SENTINEL_HOST,
@@ -50,7 +51,7 @@ from sidecar.proxy.flow import (
     proxy_auth_required,
 )
 from sidecar.proxy.metrics import Metrics
-from sidecar.proxy.proxyauth import load_proxy_auth, proxy_authenticated, proxy_user
+from sidecar.proxy.proxyauth import ProxyUsers, load_proxy_auth
 from sidecar.proxy.routing import Routed, match_app, route
 from sidecar.proxy.tasks import spawn
 
@@ -83,12 +84,11 @@ class Sidecar:
         self.rng = random.Random()
         self.explore_rate = explore_rate  # prefer=fast: share of calls trying a stale model
         self.upstream_timeout = upstream_timeout
-        self.proxy_auth: dict[str, str] = {}  # user -> password, when proxy auth is required
+        self.proxy_users = ProxyUsers()  # explicit-proxy users: the app's name, and auth
         self.relay: Relay | None = None
+        self.catalog: CatalogRefresher | None = None  # once running
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._proxy_users: weakref.WeakKeyDictionary[connection.Client, str] = (
-            weakref.WeakKeyDictionary())
         self.metrics.watch(self.live_state)
 
     # -- what the rest of the program reads -----------------------------------------------------
@@ -147,8 +147,11 @@ class Sidecar:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=200))
         self.relay = Relay(client=self._client, on_outcome=self.books.attempt, clock=self.clock)
         await self.relay.start()
+        self.catalog = CatalogRefresher(config=self.config, metrics=self.metrics,
+                                        confdir=Path(ctx.options.confdir).expanduser())
         self._tasks = [spawn(self.config.refresh(), name="credentials"),
-                       spawn(self.config.watch(), name="rules-watcher")]
+                       spawn(self.config.watch(), name="rules-watcher"),
+                       spawn(self.catalog.run(), name="catalog")]
         self.ready = self.rules is not None
 
     async def done(self) -> None:
@@ -168,7 +171,7 @@ class Sidecar:
             self.use_rules(rules)
         if "sidecar_proxy_auth" in updated:
             try:
-                self.proxy_auth = load_proxy_auth(ctx.options.sidecar_proxy_auth)
+                self.proxy_users.required = load_proxy_auth(ctx.options.sidecar_proxy_auth)
             except (OSError, ValueError) as e:
                 raise exceptions.OptionsError(f"sidecar_proxy_auth: {e}") from e
 
@@ -182,6 +185,7 @@ class Sidecar:
     def _swapped(self, old: RuleSet | None, new: RuleSet) -> None:
         self.metrics.know(apps=[a.name for a in new.apps], models=[m.name for m in new.catalog],
                           providers=new.providers)
+        self.metrics.catalog_models.set(len(new.catalog))
         if old is not None and [s.address for s in old.intercept] != [
                 s.address for s in new.intercept]:
             ctx.options.update(allow_hosts=intercept_patterns(new))
@@ -189,21 +193,16 @@ class Sidecar:
     # -- hooks ---------------------------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        header = flow.request.headers.get("proxy-authorization", "")
-        if self.proxy_auth and not proxy_authenticated(header, self.proxy_auth):
+        if not self.proxy_users.connect(flow.client_conn,
+                                        flow.request.headers.get("proxy-authorization", "")):
             flow.response = proxy_auth_required()
-            return
-        user = proxy_user(header)
-        if user:
-            self._proxy_users[flow.client_conn] = user
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
         try:
-            if self.proxy_auth and flow.client_conn.proxy_mode.type_name == "regular" and (
-                    flow.client_conn not in self._proxy_users) and not proxy_authenticated(
-                    flow.request.headers.get("proxy-authorization", ""), self.proxy_auth):
+            if flow.client_conn.proxy_mode.type_name == "regular" and not self.proxy_users.allows(
+                    flow.client_conn, flow.request.headers.get("proxy-authorization", "")):
                 flow.response = proxy_auth_required()  # plain-HTTP requests to the proxy
                 return
             req = flow.request
@@ -278,8 +277,8 @@ class Sidecar:
         return None
 
     def _user(self, flow: http.HTTPFlow) -> str | None:
-        return self._proxy_users.get(flow.client_conn) or proxy_user(
-            flow.request.headers.get("proxy-authorization", ""))
+        return self.proxy_users.user(flow.client_conn,
+                                     flow.request.headers.get("proxy-authorization", ""))
 
     def should_relay(self, routed: Routed) -> bool:
         return self.relay is not None and routed.request.body is not None and (

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from sidecar.core.config.catalog import Catalog
 from sidecar.core.config.rules import RuleSet, load_rules
 from sidecar.core.errors import SidecarError
 from sidecar.forward.call import Dispatcher
@@ -50,6 +51,7 @@ class LiveConfig:
         self.credentials_check = credentials_check  # seconds between checks of credentials
         self.on_swap = on_swap  # (old rules, new rules), after every swap
         self.loaded: Loaded | None = None
+        self.base: Catalog | None = None  # the refreshed catalog under rules.yaml (None: built-in)
         self.providers_down: dict[str, str] = {}
         self.stamp: tuple[int, int, int] | None = None
 
@@ -71,7 +73,8 @@ class LiveConfig:
             return False
         path = self.loaded.rules.path
         try:
-            loaded = await asyncio.to_thread(lambda: load(load_rules(path), self.environ))
+            loaded = await asyncio.to_thread(
+                lambda: load(load_rules(path, catalog=self.base), self.environ))
         except SidecarError as e:
             self.stamp = file_stamp(path)  # do not retry the same broken file every second
             log.error("rules reload (%s) failed; keeping the previous rules: %s", why, e)
@@ -79,6 +82,15 @@ class LiveConfig:
         self._swap(loaded)
         log.info("rules reloaded from %s (%s)", path, why)
         return True
+
+    async def rebase(self, base: Catalog, why: str) -> bool:
+        """Serve the rules file over a new base catalog (a refresh); it stays for later reloads.
+        A rules file that fails to load over it keeps everything as it was."""
+        previous, self.base = self.base, base
+        if await self.reload(why):
+            return True
+        self.base = previous
+        return False
 
     async def watch(self) -> None:
         """Reload when the file changes (mtime, size or inode: editors and ConfigMaps swap it)."""

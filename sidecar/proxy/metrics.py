@@ -83,6 +83,23 @@ class Metrics:
             "failures.", ["model"], registry=r)
         self.in_flight = Gauge(
             "sidecar_in_flight_requests", "Calls being served now.", registry=r)
+        self.unpriced = Counter(
+            "sidecar_unpriced_calls", "Served calls whose model has no catalog price: their cost "
+            "is unknown (not counted in sidecar_cost_usd_total), never zero.",
+            ["app", "provider"], registry=r)
+        self.source_up = Gauge(
+            "sidecar_catalog_source_up", "1 when the last refresh of a catalog source (a price "
+            "map, a model list, scores, or a provider's discovery) succeeded, else 0.",
+            ["source"], registry=r)
+        self.source_refreshed = Gauge(
+            "sidecar_catalog_source_last_success_timestamp_seconds", "When a catalog source "
+            "last refreshed successfully (Unix time).", ["source"], registry=r)
+        self.source_models = Gauge(
+            "sidecar_catalog_source_models", "Models a catalog source offered (or a provider "
+            "listed) at its last success.", ["source"], registry=r)
+        self.catalog_models = Gauge(
+            "sidecar_catalog_models", "Models in the catalog the sidecar routes with now.",
+            registry=r)
         self.apps: frozenset[str] = frozenset()
         self.models: frozenset[str] = frozenset()
         self.providers: frozenset[str] = frozenset()
@@ -107,6 +124,15 @@ class Metrics:
     def provider(self, name: str | None) -> str:
         return name if name in self.providers else OTHER
 
+    def source(self, name: str, *, ok: bool, models: int | None = None, at: float = 0.0
+               ) -> None:
+        """One refresh of a catalog source (names come from rules.yaml: bounded)."""
+        self.source_up.labels(name).set(1 if ok else 0)
+        if ok:
+            self.source_refreshed.labels(name).set(at)
+            if models is not None:
+                self.source_models.labels(name).set(models)
+
     def failed_attempt(self, provider: str, reason: str) -> None:
         """One attempt that failed at its provider (on either forwarding path)."""
         self._child(self.upstream_errors, self.provider(provider), failure_kind(reason)).inc()
@@ -127,6 +153,8 @@ class Metrics:
             child(self.tokens, app, served, "cached").inc(call.usage.cached)
         if call.cost is not None:
             child(self.cost, app, served).inc(call.cost)
+        elif call.cost_unknown:
+            child(self.unpriced, app, self.provider(call.provider)).inc()
         if call.savings is not None:
             # prometheus counters only go up: a negative saving is counted as a positive
             # "extra cost" under the same name with the served/requested roles swapped.

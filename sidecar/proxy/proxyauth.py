@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import hmac
+import weakref
 from collections.abc import Mapping
+
+from mitmproxy import connection
 
 
 def load_proxy_auth(path: str) -> dict[str, str]:
@@ -49,3 +52,30 @@ def proxy_user(header: str) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return user or None
+
+
+class ProxyUsers:
+    """Who each explicit-proxy connection is (the user of its CONNECT), and whether it may use
+    the proxy at all (``required``: user -> password, when proxy auth is on)."""
+
+    def __init__(self) -> None:
+        self.required: dict[str, str] = {}
+        self._users: weakref.WeakKeyDictionary[connection.Client, str] = (
+            weakref.WeakKeyDictionary())
+
+    def connect(self, client: connection.Client, header: str) -> bool:
+        """A CONNECT with this Proxy-Authorization header; False: answer 407."""
+        if self.required and not proxy_authenticated(header, self.required):
+            return False
+        user = proxy_user(header)
+        if user:
+            self._users[client] = user
+        return True
+
+    def allows(self, client: connection.Client, header: str) -> bool:
+        """A plain-HTTP request to the explicit proxy (no CONNECT before it)."""
+        return not self.required or client in self._users or proxy_authenticated(
+            header, self.required)
+
+    def user(self, client: connection.Client, header: str) -> str | None:
+        return self._users.get(client) or proxy_user(header)

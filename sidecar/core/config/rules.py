@@ -28,6 +28,7 @@ from sidecar.core.config.catalog import (
     load_catalog_overlay,
     parse_models,
 )
+from sidecar.core.config.catalog_spec import CatalogSpec, parse_catalog_spec
 from sidecar.core.config.yamlfile import (
     FieldError,
     key_name,
@@ -53,7 +54,8 @@ class ProviderSpec:
     base_url: str | None = None  # openai: scheme://host[:port][/prefix]
     api_key: str = FROM_REQUEST  # "from-request" | "env:NAME" | "none"
     region: str | None = None  # bedrock
-    endpoint_url: str | None = None  # bedrock (VPC endpoints, local fakes)
+    endpoint_url: str | None = None  # bedrock runtime (VPC endpoints, local fakes)
+    control_endpoint_url: str | None = None  # bedrock control plane (model discovery)
     profile: str | None = None  # bedrock: a named AWS profile
     responses: bool = False  # openai: speaks the Responses API (/v1/responses) natively
     timeout: float | None = None  # seconds without a byte before an attempt that can fall back
@@ -97,6 +99,7 @@ class RuleSet:
     apps: tuple[AppSpec, ...]
     shadow: bool = False
     path: str = ""
+    catalog_spec: CatalogSpec = CatalogSpec()  # catalog files and the sources refreshing it
     # derived once per RuleSet (see the module docstring); set in __post_init__
     app_matcher: AppMatcher = field(init=False, repr=False, compare=False)
     memo: dict[str, Any] = field(init=False, repr=False, compare=False)
@@ -125,25 +128,23 @@ def load_rules(path: str | os.PathLike[str], *, catalog: Catalog | None = None) 
 def parse_rules_text(text: str, *, path: str, catalog: Catalog | None = None) -> RuleSet:
     doc = load_config_yaml(text, path=path)
     try:
-        base = _with_overlays(doc, catalog or load_builtin_catalog(), path)
+        spec = parse_catalog_spec(doc.get("catalog") if isinstance(doc, Mapping) else None,
+                                  rules_path=path)
+        base = catalog or load_builtin_catalog()
+        for name in spec.files:
+            base = load_catalog_overlay(name, base)
         rules = parse_rules(doc, base)
+        _check_source_providers(spec, rules.providers)
     except FieldError as e:
         raise ConfigError(e.message, path=path, line=locate(doc, e.key), key=e.key) from None
-    return RuleSet(**{**_fields(rules), "path": path})
+    return RuleSet(**{**_fields(rules), "path": path, "catalog_spec": spec})
 
 
-def _with_overlays(doc: Any, base: Catalog, path: str) -> Catalog:
-    """``catalog: FILE`` (or a list): catalog files merged over the built-in one, in order;
-    paths are relative to the rules file."""
-    raw = doc.get("catalog") if isinstance(doc, Mapping) else None
-    if raw is None:
-        return base
-    files = raw if isinstance(raw, list) else [raw]
-    if not all(isinstance(f, str) and f for f in files):
-        raise FieldError("catalog", "must be a file name or a list of file names")
-    for name in files:
-        base = load_catalog_overlay(str(Path(path).parent / name), base)
-    return base
+def _check_source_providers(spec: CatalogSpec, providers: Mapping[str, ProviderSpec]) -> None:
+    for i, source in enumerate(spec.sources):
+        if source.provider is not None and source.provider not in providers:
+            raise FieldError(f"catalog.sources[{i}].provider",
+                             f"{source.provider!r} is not a configured provider")
 
 
 def _fields(rules: RuleSet) -> dict[str, Any]:
@@ -197,7 +198,7 @@ def parse_providers(raw: Any) -> dict[str, ProviderSpec]:
 
 _OPENAI_KEYS = {"type", "base_url", "api_key", "responses", "timeout"}
 NATIVE_RESPONSES_HOSTS = frozenset({"api.openai.com"})  # `responses:` defaults to true there
-_BEDROCK_KEYS = {"type", "region", "endpoint_url", "profile", "timeout"}
+_BEDROCK_KEYS = {"type", "region", "endpoint_url", "control_endpoint_url", "profile", "timeout"}
 MAX_TIMEOUT = 3600.0
 
 
@@ -219,11 +220,10 @@ def _parse_bedrock(name: str, raw: Mapping[str, Any]) -> ProviderSpec:
     region = raw.get("region")
     if not isinstance(region, str) or not region:
         raise FieldError("region", "required for a bedrock provider, e.g. us-east-1")
-    endpoint = raw.get("endpoint_url")
-    if endpoint is not None:
-        _url(endpoint, "endpoint_url")
     return ProviderSpec(name=name, type=raw["type"], api_key="none", region=region,
-                        endpoint_url=endpoint, profile=raw.get("profile"), timeout=_timeout(raw))
+                        endpoint_url=_opt_url(raw, "endpoint_url"),
+                        control_endpoint_url=_opt_url(raw, "control_endpoint_url"),
+                        profile=raw.get("profile"), timeout=_timeout(raw))
 
 
 def _parse_openai(name: str, raw: Mapping[str, Any]) -> ProviderSpec:
@@ -253,6 +253,10 @@ def _timeout(raw: Mapping[str, Any]) -> float | None:
                          f"before an attempt that can fall back gives up, from 1 to "
                          f"{MAX_TIMEOUT:g} (default 120)")
     return float(value)
+
+
+def _opt_url(raw: Mapping[str, Any], key: str) -> str | None:
+    return None if raw.get(key) is None else _url(raw[key], key)
 
 
 def _url(value: Any, key: str) -> str:

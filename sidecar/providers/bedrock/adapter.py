@@ -3,7 +3,8 @@
 ``prepare`` turns the app's body into a signed Converse / ConverseStream HTTP request (no boto3
 client, no thread: the credentials are resolved off the event loop beforehand); ``answer`` turns
 a buffered Converse answer or Bedrock error into OpenAI JSON; ``stream`` transcodes the AWS
-event stream into OpenAI SSE as it arrives.
+event stream into OpenAI SSE as it arrives. ``discover`` asks the control plane which models
+the account can call (``discovery.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 
 from sidecar.core.accounting import usage_from_openai
 from sidecar.core.config.catalog import ModelSpec
+from sidecar.core.config.offers import Listing
 from sidecar.core.config.rules import ProviderSpec
 from sidecar.core.errors import SidecarError, UnknownModelError, render_openai_error
 from sidecar.core.routing.decision import Target
@@ -26,6 +28,7 @@ from sidecar.providers import (
     UpstreamCall,
     Verdict,
 )
+from sidecar.providers.bedrock.discovery import list_models
 from sidecar.providers.bedrock.errors import from_http_error
 from sidecar.providers.bedrock.request import converse_path, to_converse_request
 from sidecar.providers.bedrock.response import from_converse_response
@@ -56,6 +59,11 @@ class BedrockAdapter:
 
     def needs_refresh(self) -> bool:
         return self.signer.needs_refresh()
+
+    def discover(self, *, timeout: float) -> Listing | None:
+        """Blocking: the control plane's foundation models and inference profiles (None
+        without AWS credentials)."""
+        return list_models(self.spec, timeout=timeout)
 
     def prepare(self, target: Target, request: AppRequest) -> UpstreamCall:
         spec = target.spec
