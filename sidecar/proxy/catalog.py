@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +153,10 @@ class CatalogRefresher:
                   if offers is not None]
         bound = {s.name: s.provider for s in spec.sources if s.provider is not None}
         missing = [s.name for s, offers in zip(spec.sources, reads, strict=True) if offers is None]
-        return merge_catalog(load_builtin_catalog(), offers=offers, listings=listings,
-                             scores=scores, bound=bound, providers=set(loaded.rules.providers),
-                             as_of=time.strftime("%Y-%m-%d", time.gmtime(self.clock()))), missing
+        update = merge_catalog(load_builtin_catalog(), offers=offers, listings=listings,
+                               scores=scores, bound=bound, providers=set(loaded.rules.providers),
+                               as_of=time.strftime("%Y-%m-%d", time.gmtime(self.clock())))
+        return keep_routed(update, loaded.rules), missing
 
     async def _source(self, client: httpx.AsyncClient, source: SourceSpec, timeout: float
                       ) -> Mapping[str, Offer] | None:
@@ -227,6 +228,21 @@ class CatalogRefresher:
             log.warning("catalog: %s is offered but has no price: not routed", line)
         for line in decision_changes(old, new):
             log.info("routing: %s", line)
+
+
+def keep_routed(update: CatalogUpdate, rules: RuleSet) -> CatalogUpdate:
+    """Models rules.yaml routes to by name (pins, fallbacks) stay in the catalog even when their
+    provider stops listing them: the operator named them, and the rules must keep loading."""
+    named = {name for app in rules.apps for route in app.routes
+             for name in (route.model, *route.fallbacks) if name is not None}
+    kept = [spec for name in sorted(named) if update.catalog.find(name) is None
+            and (spec := rules.catalog.find(name)) is not None]
+    if not kept:
+        return update
+    for spec in kept:
+        log.warning("catalog: %s is not offered by %s any more, but rules.yaml routes to it: "
+                    "kept", spec.name, spec.provider)
+    return replace(update, catalog=update.catalog.merged(kept))
 
 
 async def diff_now(rules_path: Path, confdir: Path, *, environ: Mapping[str, str] | None = None

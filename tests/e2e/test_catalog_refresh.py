@@ -24,12 +24,13 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
 
-KEY = "sk-cheapco-own-key"
+KEY = "sk-the-sidecars-own-key"
 RULES = """
 version: 1
 intercept: [api.openai.com]
 providers:
-  cheapco: {{type: openai, base_url: "{base_url}", api_key: "env:CHEAPCO_KEY"}}
+  # named like the built-in catalog's provider: its gpt-4o-mini is on this provider too
+  openai: {{type: openai, base_url: "{base_url}", api_key: "env:OPENAI_OWN_KEY"}}
 catalog:
   sources: [{{name: prices, format: litellm, url: "{prices}"}}]
   discover: true
@@ -39,6 +40,9 @@ apps:
   - name: batch
     match: {{header: {{x-app: batch}}}}
     routes: {{"*": {{model: auto, tier: economy, prefer: cheap}}}}
+  - name: pinned
+    match: {{header: {{x-app: pinned}}}}
+    routes: {{"*": gpt-4o-mini}}
 """
 
 
@@ -49,13 +53,13 @@ def per_token(per_million: float) -> float:
 def entry(input_price: float, output_price: float, **extra: Any) -> dict[str, Any]:
     return {"input_cost_per_token": per_token(input_price),
             "output_cost_per_token": per_token(output_price), "max_input_tokens": 128000,
-            "mode": "chat", "litellm_provider": "cheapco", "supports_function_calling": True,
+            "mode": "chat", "litellm_provider": "openai", "supports_function_calling": True,
             **extra}
 
 
 @pytest.fixture
 def provider() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(name="cheapco", models=["small-v1"]) as up:
+    with FakeOpenAI(name="provider", models=["small-v1", "gpt-4o-mini"]) as up:
         yield up
 
 
@@ -82,7 +86,7 @@ def rules(tmp_path: Path, provider: FakeOpenAI, sources: SourceServer) -> Path:
 @contextmanager
 def started(rules: Path, home: Path) -> Iterator[RunningSidecar]:
     """A sidecar, once the refresh it makes when it starts is over (applied or not)."""
-    with RunningSidecar(rules, home, environ={"CHEAPCO_KEY": KEY}) as sidecar:
+    with RunningSidecar(rules, home, environ={"OPENAI_OWN_KEY": KEY}) as sidecar:
         assert wait_for(lambda: sidecar.addon.catalog is not None
                         and sidecar.addon.catalog.refreshes > 0, 10)
         yield sidecar
@@ -94,10 +98,11 @@ def refresh(sidecar: RunningSidecar) -> Any:
     return sidecar.call(catalog.refresh())
 
 
-def served(sidecar: RunningSidecar, provider: FakeOpenAI) -> str:
-    """The upstream model a cheap economy call of the app reached (the provider's record)."""
+def served(sidecar: RunningSidecar, provider: FakeOpenAI, app: str = "batch") -> str:
+    """The upstream model a call of ``app`` reached (the provider's record); app ``batch``
+    asks for the cheapest economy model."""
     client = openai.OpenAI(api_key="sk-app", base_url=f"{sidecar.base_url}/v1",
-                           default_headers={"x-app": "batch"}, max_retries=0)
+                           default_headers={"x-app": app}, max_retries=0)
     reply = client.chat.completions.create(model="gpt-4o", messages=HELLO)
     client.close()
     sent = provider.requests[-1].json["model"]
@@ -123,7 +128,7 @@ def test_a_new_cheaper_model_serves_the_next_call_without_a_restart(
         m = scrape(sidecar)
         assert value(m, "sidecar_catalog_source_up", source="prices") == 1
         assert value(m, "sidecar_catalog_source_models", source="prices") == 2
-        assert value(m, "sidecar_catalog_source_up", source="discover:cheapco") == 1
+        assert value(m, "sidecar_catalog_source_up", source="discover:openai") == 1
 
 
 def test_a_model_the_provider_stops_listing_leaves_the_plans(
@@ -137,6 +142,19 @@ def test_a_model_the_provider_stops_listing_leaves_the_plans(
         assert served(sidecar, provider) == "small-v1"
         assert sidecar.addon.rules is not None and sidecar.addon.rules.catalog.find(
             "tiny-v2") is None
+
+
+def test_a_model_rules_yaml_routes_to_stays_when_its_provider_stops_listing_it(
+        rules: Path, home: Path, provider: FakeOpenAI, sources: SourceServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with started(rules, home) as sidecar:
+        provider.models[:] = ["small-v1", "tiny-v2"]  # gpt-4o-mini no longer listed; a new one is
+        sources.documents["/prices.json"]["tiny-v2"] = entry(0.05, 0.1)
+        assert refresh(sidecar) is not None  # applied: the pin does not block the refresh
+        assert served(sidecar, provider) == "tiny-v2"
+        assert served(sidecar, provider, app="pinned") == "gpt-4o-mini"  # the operator's pin
+        assert "gpt-4o-mini is not offered by openai any more, but rules.yaml routes to it" in (
+            caplog.text)
 
 
 @pytest.mark.parametrize("failure", ["down", "truncated"])

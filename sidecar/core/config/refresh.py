@@ -26,7 +26,9 @@ reported, never added: it cannot be ranked by cost); (b) when the provider has n
 offer of a source bound to it that no model on it calls. A new model is named by its id, or
 ``<provider>/<id>`` when the id is taken (a catalog name or upstream id, or a routing word
 such as ``auto``). Its tier is the score's, else by output price (USD per million tokens):
-<= 1.0 economy, <= 6.0 standard, else premium. Context is the offer's, else a conservative 8192;
+<= 1.0 economy, <= 6.0 standard, else premium (``tier_by_price``; it agrees with 40 of the 57
+shipped entries, whose tiers are curated: Bedrock open-weight models up to 5.4 are economy,
+small OpenAI/Gemini ones at 0.4-0.6 standard). Context is the offer's, else a conservative 8192;
 capabilities the offer's. Without scores, quality and coding stay None: such a model is eligible
 for ``prefer: cheap``/``fast`` and ranks last for ``quality``/``coding``/``balanced`` (the policy's
 rule). At most 2,000 models are added per merge.
@@ -120,10 +122,8 @@ def _suffixes(table: Mapping[str, Offer]) -> dict[str, list[str]]:
 
 
 def _best(keys: Sequence[str], uid: str, provider: str) -> str | None:
-    if not keys:
-        return None
     name = provider.lower()
-    return min(keys, key=lambda k: (name not in k[: -len(uid) - 1].lower(), len(k), k))
+    return min(keys, key=lambda k: (name not in k[: -len(uid) - 1].lower(), len(k), k), default=None)
 
 
 @dataclass(slots=True)
@@ -187,7 +187,7 @@ class _Merge:
         score = self._score(spec.name, spec.upstream_id)
         new = replace(spec, quality=_given(score.quality, spec.quality),
                       coding=_given(score.coding, spec.coding), tier=score.tier or spec.tier)
-        return new if new == spec else replace(new, as_of=_stamp(spec.as_of, f"scores {self.as_of}"))
+        return spec if new == spec else replace(new, as_of=_stamp(spec.as_of, f"scores {self.as_of}"))
 
     def _score(self, *names: str) -> Score:
         return next((self.scores[n] for n in names if n in self.scores), Score())
@@ -199,7 +199,7 @@ class _Merge:
         calls = {(m.provider, m.upstream_id) for m in kept}
         found: list[tuple[str, str, str, Match]] = []  # provider, listed id, call id, offer
         for provider in sorted(self.providers & set(self.listings)):
-            found += self._listed(self.listings[provider], calls)
+            found += self._listed(provider, self.listings[provider], calls)
         for source, table in offers:
             provider = bound.get(source, "")
             if provider in self.providers and provider not in self.listings:
@@ -219,21 +219,21 @@ class _Merge:
                 taken.update((spec.name, call))
         return added
 
-    def _listed(self, listing: Listing, calls: set[tuple[str, str]]
+    def _listed(self, provider: str, listing: Listing, calls: set[tuple[str, str]]
                 ) -> list[tuple[str, str, str, Match]]:
         found = []
         for listed in sorted(listing.ids - listing.legacy):
             call = listing.profiles.get(listed, listed)
-            if {(listing.provider, listed), (listing.provider, call)} & calls:
+            if {(provider, listed), (provider, call)} & calls:
                 continue
             if not (is_valid_key(listed) and is_valid_key(call)):
-                self.rejected.append(f"{listed!r:.80} on {listing.provider}: not a usable model id")
+                self.rejected.append(f"{listed!r:.80} on {provider}: not a usable model id")
                 continue
-            match = self.prices.find(list(dict.fromkeys([call, listed])), listing.provider)
+            match = self.prices.find(list(dict.fromkeys([call, listed])), provider)
             if match is None:
-                self.unpriced.append(f"{listed} on {listing.provider}")
+                self.unpriced.append(f"{listed} on {provider}")
             else:
-                found.append((listing.provider, listed, call, match))
+                found.append((provider, listed, call, match))
         return found
 
     def _new(self, provider: str, listed: str, call: str, match: Match, taken: set[str]
