@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "sidecar"
-LAYERS = ("core", "apis", "providers", "forward", "proxy", "cli")  # lowest first
+LAYERS = ("core", "apis", "providers", "forward", "state", "proxy", "cli")  # lowest first
 PURE = ("core", "apis")
 FOREIGN = ("mitmproxy", "httpx", "boto3", "botocore", "prometheus_client", "redis")
 MAX_LINES = 400

@@ -144,6 +144,19 @@ def test_check_does_not_warn_about_a_host_served_as_meant(
     assert "WARNING" not in out and "Warnings:" not in out
 
 
+def test_check_warns_that_discovery_cannot_ask_a_provider_given_the_apps_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nintercept: [{host: api.openai.com, provider: own}]\n"
+                    "providers:\n  own: {type: openai, base_url: https://api.openai.com/v1}\n"
+                    "  keyed: {type: openai, base_url: https://k.example/v1, api_key: env:K}\n"
+                    "catalog: {discover: true}\n")
+    warnings = section(run(capsys, "check", "--rules", str(path))[1], "Warnings:")
+    assert len(warnings) == 1
+    assert warnings[0].startswith("  WARNING: catalog.discover: provider 'own' gets the app's key")
+
+
 @pytest.mark.parametrize("text, where", [
     ("version: 1\napps:\n  - name: a\n    routes:\n      gpt-4o: {prefer: cheapest}\n",
      ":5: apps[0].routes.gpt-4o.prefer: 'cheapest' is not one of: cheap, fast"),

@@ -7,7 +7,19 @@ from sidecar.core.config.rules import InterceptSpec, RuleSet
 
 def setup_warnings(rules: RuleSet) -> list[str]:
     """One sentence per suspicious setting, in file order."""
-    return [w for spec in rules.intercept if (w := _direct_beside_a_provider(rules, spec))]
+    return ([w for spec in rules.intercept if (w := _direct_beside_a_provider(rules, spec))]
+            + _undiscoverable(rules))
+
+
+def _undiscoverable(rules: RuleSet) -> list[str]:
+    """``discover: true`` cannot ask a provider that has no credentials of the sidecar's own."""
+    if not rules.catalog_spec.discover:
+        return []
+    return [f"catalog.discover: provider {p.name!r} gets the app's key (api_key: {p.api_key}); "
+            f"the sidecar has no key of its own to ask it which models exist, so its models "
+            f"are never removed by discovery" for p in rules.providers.values()
+            if p.api_key in ("from-request", "none") and p.base_url is not None
+            and not p.name.endswith("(direct)")]
 
 
 def _is_direct(spec: InterceptSpec) -> bool:

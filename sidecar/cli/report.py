@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -91,19 +92,23 @@ def render_models(rules: RuleSet, view: View) -> str:
                      m.quality, m.coding, m.ttft_prior, _seen(seen.get("ttft_seconds")),
                      _seen(seen.get("seconds_per_token")),
                      ",".join(sorted(m.supports)) or None,
-                     view.deployments_down.get(m.deployment) or _availability(
-                         m, rules, view.providers_down), _origin(m)])
+                     _origin(m), view.deployments_down.get(m.deployment) or _availability(
+                         m, rules, view.providers_down)])
     return table(["model", "tier", "provider", "$in/M", "$out/M", "context", "quality", "coding",
-                  "ttft prior(s)", "ttft seen(s)", "s/token seen", "supports", "status",
-                  "source (date)"],
+                  "ttft prior(s)", "ttft seen(s)", "s/token seen", "supports", "prices from",
+                  "status"],
                  rows) + (
         f"\n\n({view.source})")
 
 
 def _origin(m: ModelSpec) -> str:
-    """Where an entry's numbers come from, and when (``-`` for the shipped snapshot's)."""
-    where = m.source or "built-in"
-    return f"{where} ({m.as_of})" if m.as_of else where
+    """Where an entry's prices come from, and their date: a refresh's source name
+    (``prices: litellm key 'gpt-4o'``) or the shipped snapshot (``built-in``)."""
+    source = m.source or ""
+    where = (source.split()[1] if source.startswith("prices: ") and " key '" in source
+             else "rules.yaml" if source == "" and m.as_of is None else "built-in")
+    date = re.search(r"prices (\S+?)(;|$)", m.as_of or "")
+    return f"{where} {date.group(1)}" if date else where
 
 
 def _latency(estimate: LatencyEstimate) -> str:

@@ -206,3 +206,75 @@ def test_a_restart_without_network_uses_the_last_good_catalog(
     sources.broken["/prices.json"] = "down"  # the new process never hears from the source
     with started(rules, home) as sidecar:
         assert served(sidecar, provider) == "tiny-v2"
+
+
+# -- Bedrock: the control plane says what the account can call ---------------------------------
+
+BEDROCK_RULES = """
+version: 1
+intercept: [api.openai.com]
+providers:
+  aws: {{type: bedrock, region: us-east-1, endpoint_url: "{runtime}",
+         control_endpoint_url: "{control}"}}
+catalog:
+  sources: [{{name: openrouter, format: openrouter, url: "{prices}"}}]
+  discover: true
+  refresh: 1h
+  timeout: 2
+apps:
+  - name: batch
+    match: {{header: {{x-app: batch}}}}
+    routes: {{"*": {{model: auto, tier: economy, prefer: cheap}}}}
+"""
+SMALL, TINY, TINY_PROFILE = "acme.small-v1:0", "acme.tiny-v1:0", "us.acme.tiny-v1:0"
+
+
+def openrouter_model(model_id: str, prompt: float, completion: float) -> dict[str, Any]:
+    """An entry of OpenRouter's /api/v1/models (prices per token, as strings)."""
+    return {"id": f"amazon-bedrock/{model_id}", "context_length": 128000,
+            "pricing": {"prompt": str(per_token(prompt)), "completion": str(per_token(completion))},
+            "supported_parameters": ["tools", "max_tokens"],
+            "architecture": {"input_modalities": ["text"]}}
+
+
+@pytest.fixture
+def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    from tests.fakes import bedrock as fb
+    from tests.fakes.bedrock_control import FakeBedrockControl, foundation_model, inference_profile
+    from tests.providers.builders import use_test_credentials
+
+    use_test_credentials(monkeypatch, tmp_path)
+    with fb.FakeBedrock() as runtime, FakeBedrockControl() as control:
+        control.models = [foundation_model(SMALL),
+                          foundation_model(TINY, inference_types=["INFERENCE_PROFILE"])]
+        control.profiles = [inference_profile(TINY_PROFILE, [TINY])]
+        yield runtime, control
+
+
+def test_bedrock_discovery_plans_only_what_the_account_can_call(
+        tmp_path: Path, home: Path, sources: SourceServer, aws: tuple[Any, Any]) -> None:
+    from tests.fakes.bedrock_control import foundation_model
+
+    runtime, control = aws
+    sources.documents["/models.json"] = {"data": [openrouter_model(SMALL, 0.2, 0.8),
+                                                  openrouter_model(TINY, 0.05, 0.1)]}
+    rules = tmp_path / "bedrock-rules.yaml"
+    rules.write_text(BEDROCK_RULES.format(runtime=runtime.url, control=control.url,
+                                          prices=sources.url("/models.json")))
+    with RunningSidecar(rules, home, environ={}) as sidecar:
+        assert wait_for(lambda: sidecar.addon.catalog is not None
+                        and sidecar.addon.catalog.refreshes > 0, 10)
+        client = openai.OpenAI(api_key="sk-app", base_url=f"{sidecar.base_url}/v1",
+                               default_headers={"x-app": "batch"}, max_retries=0)
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        # The cheaper model, callable only through its inference profile, is called by it.
+        assert runtime.requests[-1].model_id == TINY_PROFILE
+        assert runtime.requests[-1].signature_ok
+        control.models = [foundation_model(SMALL),
+                          foundation_model(TINY, status="LEGACY",
+                                           inference_types=["INFERENCE_PROFILE"])]
+        refresh(sidecar)
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        assert runtime.requests[-1].model_id == SMALL  # a LEGACY model leaves the plans
+        client.close()
+        assert all(r.signature_ok for r in control.requests)
