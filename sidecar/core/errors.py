@@ -9,7 +9,9 @@
         RequestTooLargeError              413  code=request_too_large
         NoEligibleModelError              400  code=no_eligible_model
         ProxyAuthRequiredError            407  the explicit proxy wants credentials
+        BudgetExceededError               429  code=insufficient_quota (names the app and budget)
       NoRouteError                        503  code=no_available_model  (providers down, cooling)
+      BudgetStoreUnavailableError         503  code=budget_store_unavailable (state.when_down: refuse)
       UpstreamError                       502  the provider's fault
         UpstreamTimeoutError              504
         UpstreamRateLimitedError          429
@@ -87,10 +89,23 @@ class NoEligibleModelError(ClientRequestError):
     code = "no_eligible_model"
 
 
+class BudgetExceededError(ClientRequestError):
+    status_code = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class NoRouteError(SidecarError):
     status_code = 503
     type = "service_unavailable"
     code = "no_available_model"
+    retryable = True
+
+
+class BudgetStoreUnavailableError(SidecarError):
+    status_code = 503
+    type = "service_unavailable"
+    code = "budget_store_unavailable"
     retryable = True
 
 

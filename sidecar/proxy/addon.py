@@ -26,20 +26,22 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
+from sidecar.core.accounting import Usage
+from sidecar.core.budget import DegradeStep
 from sidecar.core.config.rules import RuleSet, load_rules
 from sidecar.core.errors import InternalError, SidecarError
 from sidecar.core.live import LiveState, live_state
 from sidecar.core.routing.cooldown import Cooldowns
-from sidecar.core.routing.decision import Health, Target
+from sidecar.core.routing.decision import Health
 from sidecar.core.routing.latency import LatencyTracker
 from sidecar.core.routing.policy import EXPLORE_RATE
 from sidecar.forward import answer as answers
-from sidecar.forward.relay import Job, Outcome, Relay
-from sidecar.providers import UpstreamCall
-from sidecar.proxy import direct
+from sidecar.forward.relay import Outcome, Relay
+from sidecar.proxy import direct, sending
 from sidecar.proxy.books import Books
+from sidecar.proxy.budgets import Budgets
 from sidecar.proxy.catalog import CatalogRefresher
-from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig, intercept_patterns
+from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig, Loaded, intercept_patterns
 from sidecar.proxy.flow import (
     SENTINEL_HOST,
     CallState,
@@ -47,12 +49,11 @@ from sidecar.proxy.flow import (
     StreamTimer,
     add_router_headers,
     error_response,
-    point,
     proxy_auth_required,
 )
 from sidecar.proxy.metrics import Metrics
 from sidecar.proxy.proxyauth import ProxyUsers, load_proxy_auth
-from sidecar.proxy.routing import Routed, match_app, route
+from sidecar.proxy.routing import Call, Routed, match_app, plan_call, read_call
 from sidecar.proxy.tasks import spawn
 
 log = logging.getLogger("sidecar")
@@ -86,6 +87,7 @@ class Sidecar:
         self.upstream_timeout = upstream_timeout
         self.proxy_users = ProxyUsers()  # explicit-proxy users: the app's name, and auth
         self.relay: Relay | None = None
+        self.budgets = Budgets(metrics=self.metrics, confdir=None)
         self.catalog: CatalogRefresher | None = None  # once running
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -147,8 +149,9 @@ class Sidecar:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=200))
         self.relay = Relay(client=self._client, on_outcome=self.books.attempt, clock=self.clock)
         await self.relay.start()
-        self.catalog = CatalogRefresher(config=self.config, metrics=self.metrics,
-                                        confdir=Path(ctx.options.confdir).expanduser())
+        confdir = Path(ctx.options.confdir).expanduser()
+        self.budgets.confdir = confdir
+        self.catalog = CatalogRefresher(config=self.config, metrics=self.metrics, confdir=confdir)
         self._tasks = [spawn(self.config.refresh(), name="credentials"),
                        spawn(self.config.watch(), name="rules-watcher"),
                        spawn(self.catalog.run(), name="catalog")]
@@ -159,6 +162,7 @@ class Sidecar:
             task.cancel()
         if self.relay is not None:
             await self.relay.stop()
+        await self.budgets.close()
         if self._client is not None:
             await self._client.aclose()
 
@@ -248,53 +252,41 @@ class Sidecar:
         return pending  # mitmproxy awaits it: a plan answered here (``_answer_here``)
 
     def _route(self, flow: http.HTTPFlow, state: CallState) -> Awaitable[None] | None:
-        """Decide, and point the flow where it goes; or, for a call with fallbacks whose answer
-        is buffered anyway, return what serves it right in the hook."""
+        """Decide, and point the flow where it goes; or return what serves it in the hook (a
+        budgeted call, a call with fallbacks whose answer is buffered anyway)."""
         loaded = self.config.loaded
         assert loaded is not None
-        routed = route(flow, state, loaded, proxy_user=self._user(flow), health=self.health,
-                       latency=self.latency, rng=self.rng, explore_rate=self.explore_rate)
-        state.plan, state.include_usage = routed.plan, routed.include_usage
-        dispatcher = loaded.dispatcher
+        call = read_call(flow, state, loaded, proxy_user=self._user(flow))
 
-        def prepare(target: Target) -> UpstreamCall:
-            return dispatcher.prepare(target, routed.request)
+        def decide(degrade: DegradeStep | None = None) -> Routed:
+            return plan_call(call, state, loaded, health=self.health, latency=self.latency,
+                             rng=self.rng, explore_rate=self.explore_rate, degrade=degrade)
 
-        # The sidecar's own attempts only where mitmproxy cannot do it: falling back to the next
-        # model before the app sees a byte, and Responses calls (translated, or native).
-        if not self.should_relay(routed):
-            state.way, state.call = "direct", dispatcher.prepare(routed.plan[0], routed.request)
-            direct.send(flow, state.call)
-            return None
-        assert self.relay is not None
-        state.way = "relayed"
-        state.job = Job(plan=routed.plan, prepare=prepare, include_usage=routed.include_usage)
-        if not routed.request.stream:
-            return self._answer_here(flow, state, state.job)
-        # A stream: mitmproxy streams only what a server sends, so the relay serves it.
-        state.relay_path = self.relay.submit(state.job)
-        point(flow.request, self.relay.endpoint, state.relay_path, {}, b"")
-        return None
+        if Budgets.applies(call.app, loaded.rules):
+            return self._budgeted(flow, state, call, loaded, decide)
+        return sending.send(flow, state, decide(), loaded.dispatcher, self.relay)
+
+    async def _budgeted(self, flow: http.HTTPFlow, state: CallState, call: Call, loaded: Loaded,
+                        decide: Callable[[DegradeStep | None], Routed]) -> None:
+        """Reserve the call's expected cost on its budgets (maybe degraded), then send it."""
+        try:
+            routed = await self.budgets.admit(state, call.app, loaded.rules, call.facts, decide)
+            pending = sending.send(flow, state, routed, loaded.dispatcher, self.relay)
+            if pending is not None:
+                await pending
+        except SidecarError as e:
+            state.way = "answered"
+            flow.response = error_response(e)
+        except Exception:  # noqa: BLE001 - a bug must answer the app, never forward the flow
+            log.exception("budget check failed; answering 502 (fail closed)")
+            state.way = "answered"
+            flow.response = error_response(InternalError(
+                "The model-router sidecar failed to check this request's budget; it was not "
+                "forwarded."))
 
     def _user(self, flow: http.HTTPFlow) -> str | None:
         return self.proxy_users.user(flow.client_conn,
                                      flow.request.headers.get("proxy-authorization", ""))
-
-    def should_relay(self, routed: Routed) -> bool:
-        return self.relay is not None and routed.request.body is not None and (
-            routed.request.api == "responses" or len(routed.plan) > 1)
-
-    async def _answer_here(self, flow: http.HTTPFlow, state: CallState, job: Job) -> None:
-        """The plan served by the relay's attempts, in the ``request`` hook: the answer becomes
-        the flow's response (the flow still points at the fail-closed sentinel)."""
-        assert self.relay is not None
-        try:
-            status, headers, body = await self.relay.answer(job)
-            flow.response = http.Response.make(status, body, headers)
-        except Exception:  # noqa: BLE001 - a bug must answer the app, never forward the flow
-            log.exception("serving the plan failed; answering 502 (fail closed)")
-            flow.response = error_response(InternalError(
-                "The model-router sidecar failed while serving this request."))
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         address = data.server.address
@@ -350,8 +342,7 @@ class Sidecar:
             job = state.job
             usage = job.transform.usage if job.transform is not None else job.usage
             stream_ok = job.stream_ok
-        self.books.finish(state, flow.response.status_code, usage, stream_ok=stream_ok,
-                          catalog=self.rules.catalog if self.rules else None)
+        self._finish(state, flow.response.status_code, usage, stream_ok=stream_ok)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -376,8 +367,15 @@ class Sidecar:
             self._name_app(flow, state)
         if state.way == "direct" and why is None and flow.response is None:
             status = CLIENT_CLOSED
-        self.books.finish(state, status, None, stream_ok=flow.response is None,
-                          catalog=self.rules.catalog if self.rules else None)
+        self._finish(state, status, None, stream_ok=flow.response is None)
+
+    def _finish(self, state: CallState, status: int, usage: Usage | None, *,
+                stream_ok: bool) -> None:
+        """The books, once per call; a budget reservation settled with what it really cost."""
+        record = self.books.finish(state, status, usage, stream_ok=stream_ok,
+                                   catalog=self.rules.catalog if self.rules else None)
+        if record is not None and state.reservation is not None:
+            spawn(self.budgets.settle(state.reservation, record.cost), name="budget-settle")
 
     def _name_app(self, flow: http.HTTPFlow, state: CallState) -> None:
         """The app of a call that died before routing (for its record)."""

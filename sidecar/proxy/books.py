@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from sidecar.core.accounting import Usage, call_record
+from sidecar.core.accounting import CallRecord, Usage, call_record
 from sidecar.core.config.catalog import Catalog
 from sidecar.core.routing.cooldown import Cooldowns
 from sidecar.core.routing.latency import LatencyTracker
@@ -51,10 +51,10 @@ class Books:
                         outcome.reason)
 
     def finish(self, state: CallState, status: int, usage: Usage | None, *, stream_ok: bool,
-               catalog: Catalog | None) -> None:
-        """Once per call: metrics, latency and the access log line."""
+               catalog: Catalog | None) -> CallRecord | None:
+        """Once per call: metrics, latency and the access log line (None: it was done)."""
         if state.phase == "finished":
-            return
+            return None
         state.phase = "finished"
         self.in_flight -= 1
         self.metrics.in_flight.dec()
@@ -66,3 +66,4 @@ class Books:
                                 output_tokens=usage.completion if usage else None)
         self.metrics.observe(record)
         access_log.info(json.dumps(record.log_fields(), separators=(",", ":")))
+        return record

@@ -25,6 +25,7 @@ from sidecar.core.facts import RequestFacts
 from sidecar.core.routing.decision import RouteDecision, Target
 from sidecar.forward.relay import FALLBACKS_HEADER, Job
 from sidecar.providers import Endpoint, StreamTransform, UpstreamCall
+from sidecar.state import Reservation
 
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 STREAM_END = b"data: [DONE]\n\n"
@@ -55,6 +56,8 @@ class CallState:
     ttft: float | None = None
     overhead_ms: float = 0.0
     request_id: str = ""
+    reservation: Reservation | None = None  # the budget reservation, settled when finished
+    budget_remaining: float | None = None  # USD left in the app's budget after reserving
 
     @property
     def stream(self) -> bool:
@@ -166,6 +169,8 @@ def add_router_headers(headers: http.Headers, state: CallState) -> None:
     if decision.auto is not None:
         router["auto-tier"] = decision.auto.tier
         router["auto-score"] = f"{decision.auto.score:g}"
+    if state.budget_remaining is not None:
+        router["budget-remaining"] = f"{state.budget_remaining:.6f}"
     if state.shadow:
         router["shadow-model"] = decision.target.name
         router["shadow-provider"] = decision.target.provider

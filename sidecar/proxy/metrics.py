@@ -97,6 +97,24 @@ class Metrics:
         self.source_models = Gauge(
             "sidecar_catalog_source_models", "Models a catalog source offered (or a provider "
             "listed) at its last success.", ["source"], registry=r)
+        self.budget_limit = Gauge(
+            "sidecar_budget_limit_usd", "An app's budget (app '*': every app together) per "
+            "window.", ["app", "period"], registry=r)
+        self.budget_used = Gauge(
+            "sidecar_budget_spent_usd", "Spent and reserved in the budget's current window, as "
+            "last seen by this replica.", ["app", "period"], registry=r)
+        self.budget_remaining = Gauge(
+            "sidecar_budget_remaining_usd", "What is left of the budget's current window, as "
+            "last seen by this replica.", ["app", "period"], registry=r)
+        self.budget_degrades = Counter(
+            "sidecar_budget_degrades", "Calls routed in a budget's degrade tier/prefer.",
+            ["app"], registry=r)
+        self.budget_refusals = Counter(
+            "sidecar_budget_refusals", "Calls refused (429) because their budget could not "
+            "reserve their expected cost.", ["app"], registry=r)
+        self.state_store_up = Gauge(
+            "sidecar_state_store_up", "1 while the shared state store (Redis) answers, 0 while "
+            "the sidecar counts locally or refuses (state.when_down).", registry=r)
         self.catalog_models = Gauge(
             "sidecar_catalog_models", "Models in the catalog the sidecar routes with now.",
             registry=r)

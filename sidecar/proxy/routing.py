@@ -17,6 +17,7 @@ from typing import Any
 from mitmproxy import http
 
 from sidecar.apis.responses import as_scored_chat, needs_native, to_chat_request
+from sidecar.core.budget import DegradeStep
 from sidecar.core.config.apps import AppSpec
 from sidecar.core.errors import UnsupportedParameterError
 from sidecar.core.facts import RequestFacts, facts_from_chat, facts_from_responses, parse_chat_body
@@ -65,11 +66,21 @@ def match_app(flow: http.HTTPFlow, state: CallState, loaded: Loaded, *, proxy_us
     return app, facts
 
 
-def route(flow: http.HTTPFlow, state: CallState, loaded: Loaded, *, proxy_user: str | None,
-          health: Health, latency: LatencyTracker, rng: random.Random, explore_rate: float
-          ) -> Routed:
-    """Read the call, decide, and say what will be tried (raises a ``SidecarError`` to refuse)."""
-    rules = loaded.rules
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A call as read from the flow, before any decision."""
+
+    app: AppSpec
+    facts: RequestFacts
+    api: Api
+    raw: bytes
+    body: dict[str, Any] | None
+    headers: LowerHeaders
+
+
+def read_call(flow: http.HTTPFlow, state: CallState, loaded: Loaded, *,
+              proxy_user: str | None) -> Call:
+    """Who calls and what it asks (raises a ``SidecarError`` for a body it cannot read)."""
     req = flow.request
     headers = LowerHeaders(req.headers)
     app, client = match_app(flow, state, loaded, proxy_user=proxy_user, headers=headers)
@@ -86,17 +97,25 @@ def route(flow: http.HTTPFlow, state: CallState, loaded: Loaded, *, proxy_user: 
         facts = (facts_from_chat(body, **where) if api == "chat" else
                  facts_from_responses(body, scored=as_scored_chat(body), **where))
     state.facts = facts
+    return Call(app=app, facts=facts, api=api, raw=raw, body=body, headers=headers)
+
+
+def plan_call(call: Call, state: CallState, loaded: Loaded, *, health: Health,
+              latency: LatencyTracker, rng: random.Random, explore_rate: float,
+              degrade: DegradeStep | None = None) -> Routed:
+    """Decide, and say what will be tried (raises a ``SidecarError`` to refuse)."""
+    rules, facts, body = loaded.rules, call.facts, call.body
     decision = choose_route(facts, rules, latency, health=health, rng=rng,
-                            explore_rate=explore_rate, app=app)
+                            explore_rate=explore_rate, app=call.app, degrade=degrade)
     state.decision = decision
     plan = decision.plan
     if decision.shadow and decision.kind != "passthrough":
         plan = (policy._passthrough(facts, rules, health),)  # unchanged, as if no rule applied
-    if api == "responses" and body is not None:
+    if call.api == "responses" and body is not None:
         plan = native_first(plan, body, loaded.dispatcher.adapters)
     options = body.get("stream_options") if body else None
-    request = app_request(api=api, path=client.path, headers=headers, raw=raw, body=body,
-                          stream=facts.stream)
+    request = app_request(api=call.api, path=facts.path, headers=call.headers, raw=call.raw,
+                          body=body, stream=facts.stream)
     return Routed(decision, plan, request,
                   include_usage=isinstance(options, dict) and bool(options.get("include_usage")))
 

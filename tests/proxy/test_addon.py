@@ -310,7 +310,7 @@ def test_a_bug_inside_routing_answers_502_and_never_forwards(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in routing")
 
-    monkeypatch.setattr(addon_module, "route", broken)
+    monkeypatch.setattr(addon_module, "plan_call", broken)
     flow = chat_flow()
 
     state = routed(sidecar, flow)
@@ -322,8 +322,8 @@ def test_a_bug_inside_routing_answers_502_and_never_forwards(
     assert flow.request.host == SENTINEL_HOST
     assert state.way == "answered"
 
-    sidecar.response(flow)  # booked as the sidecar's own failure
-    assert requests_total(sidecar, app="other", requested_model="other", served_model="other",
+    sidecar.response(flow)  # booked as the sidecar's own failure, under the app that matched
+    assert requests_total(sidecar, app="pinned", requested_model="other", served_model="other",
                           provider="other", outcome="sidecar_error") == 1
     assert sidecar.in_flight == 0
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+from sidecar.core.budget import BudgetSpec, parse_budget
 from sidecar.core.config.catalog import Catalog
 from sidecar.core.config.matching import Glob, MatchSpec, Probe, compile_glob, parse_match
 from sidecar.core.config.routes import RouteSpec, parse_routes
@@ -50,6 +51,7 @@ class AppSpec:
     match: MatchSpec | None
     routes: tuple[RouteSpec, ...] = ()
     shadow: bool = False
+    budget: BudgetSpec | None = None  # what the app may spend per window (sidecar.core.budget)
     # (route, its compiled glob or None for a plain name), set in __post_init__
     _route_globs: tuple[tuple[RouteSpec, Glob | None], ...] = field(
         init=False, repr=False, compare=False, default=())
@@ -154,7 +156,7 @@ def _chars(value: Any) -> int:
     return 0
 
 
-_APP_KEYS = {"name", "match", "routes", "shadow"}
+_APP_KEYS = {"name", "match", "routes", "shadow", "budget"}
 
 
 def parse_apps(
@@ -195,4 +197,5 @@ def parse_app(
     raw_routes = {} if raw.get("routes") is None else raw["routes"]
     routes = parse_routes(raw_routes, catalog=catalog, providers=providers,
                           where=f"{where}.routes")
-    return AppSpec(name=name, match=match, routes=routes, shadow=shadow)
+    return AppSpec(name=name, match=match, routes=routes, shadow=shadow,
+                   budget=parse_budget(raw.get("budget"), "budget"))

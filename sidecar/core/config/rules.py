@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.core.budget import BudgetSpec, parse_budget
 from sidecar.core.config.apps import AppMatcher, AppSpec, parse_apps
 from sidecar.core.config.catalog import (
     REQUESTABLE_TIERS,
@@ -29,6 +30,7 @@ from sidecar.core.config.catalog import (
     parse_models,
 )
 from sidecar.core.config.catalog_spec import CatalogSpec, parse_catalog_spec
+from sidecar.core.config.state import StateSpec, parse_state
 from sidecar.core.config.yamlfile import (
     FieldError,
     key_name,
@@ -44,7 +46,7 @@ from sidecar.core.routing.autotier import DEFAULT_THRESHOLDS, Thresholds
 PROVIDER_TYPES = ("openai", "bedrock")
 FROM_REQUEST = "from-request"
 _TOP_KEYS = {"version", "intercept", "catalog", "providers", "models", "defaults", "apps",
-             "shadow"}
+             "shadow", "budget", "state"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class RuleSet:
     shadow: bool = False
     path: str = ""
     catalog_spec: CatalogSpec = CatalogSpec()  # catalog files and the sources refreshing it
+    budget: BudgetSpec | None = None  # what every app together may spend per window
+    state: StateSpec = StateSpec()  # where budget counts live
     # derived once per RuleSet (see the module docstring); set in __post_init__
     app_matcher: AppMatcher = field(init=False, repr=False, compare=False)
     memo: dict[str, Any] = field(init=False, repr=False, compare=False)
@@ -173,7 +177,8 @@ def parse_rules(doc: Any, builtin: Catalog) -> RuleSet:
     apps = parse_apps(_section(doc, "apps", []), catalog=catalog, providers=providers)
     return RuleSet(
         intercept=intercept, providers=providers, catalog=catalog, defaults=defaults,
-        apps=apps, shadow=_bool(doc, "shadow"),
+        apps=apps, shadow=_bool(doc, "shadow"), budget=parse_budget(doc.get("budget"), "budget"),
+        state=parse_state(doc.get("state")),
     )
 
 

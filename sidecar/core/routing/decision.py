@@ -76,6 +76,7 @@ class RouteDecision:
     shadow: bool = False
     auto: TierScore | None = None  # tier auto: the conversation's score and the tier it chose
     cooling: bool = False  # every model of the plan is cooling down: nothing else can serve
+    degraded: str | None = None  # a budget's degrade step decided tier/prefer ("at 80%: ...")
 
     @property
     def target(self) -> Target:
@@ -86,7 +87,8 @@ class RouteDecision:
         """Short, for the x-model-router-reason header."""
         if self.kind == AUTO:
             tier = f"auto:{self.tier}" if self.auto else self.tier or "any"
-            return f"auto prefer={self.prefer} tier={tier}"
+            return f"auto prefer={self.prefer} tier={tier}" + (
+                " budget=degraded" if self.degraded else "")
         return self.kind
 
 

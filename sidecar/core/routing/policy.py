@@ -42,6 +42,7 @@ import random
 from functools import lru_cache
 from typing import Any
 
+from sidecar.core.budget import DegradeStep
 from sidecar.core.config.apps import AppSpec
 from sidecar.core.config.catalog import ModelSpec
 from sidecar.core.config.routes import RouteSpec
@@ -83,9 +84,12 @@ def choose_route(
     facts: RequestFacts, rules: RuleSet, latency: LatencyTracker, *,
     health: Health | None = None, rng: random.Random | None = None,
     explore_rate: float = EXPLORE_RATE, app: AppSpec | None = None, detail: bool = False,
+    degrade: DegradeStep | None = None,
 ) -> RouteDecision:
     """The plan for one call. ``app`` skips matching (``model-router explain --app``);
-    ``detail`` ranks every candidate and lists every exclusion (``model-router explain``)."""
+    ``detail`` ranks every candidate and lists every exclusion (``model-router explain``);
+    ``degrade`` (a budget running low) routes any call but a passthrough as auto in that step's
+    tier and prefer, over what the route and the request say."""
     health = health or _HEALTHY
     app = app or rules.app_matcher.choose(facts)
     route = app.route_for(facts.model)
@@ -107,12 +111,19 @@ def choose_route(
     if route.kind == PASSTHROUGH:
         return RouteDecision(kind=PASSTHROUGH, rule=route.where,
                              plan=(_passthrough(facts, rules, health),), **base)
+    if degrade is not None:
+        base["degraded"] = degrade.describe()
+        if route.kind == PIN:  # the pinned model gives way to the budget's tier and prefer
+            route = RouteSpec(pattern=route.pattern, kind=AUTO,
+                              where=f"{route.where} (degraded by the budget)")
     if route.kind == PIN:
         assert route.model is not None
         plan, unfit, cooling = _pinned(route, facts, rules, health)
         return RouteDecision(kind=PIN, rule=route.where, plan=plan, excluded=unfit,
                              cooling=cooling, **base)
     prefer, tier = _intent(route, facts, rules, model_tier)
+    if degrade is not None:
+        prefer, tier = degrade.prefer or prefer, degrade.tier or tier
     auto = None
     if tier == AUTO_TIER:
         auto = score_request(facts.body or {}, rules.defaults.auto_tier)
