@@ -3,7 +3,7 @@
 #   ./scripts/setup.sh          the sidecar (requirements.lock) — the README's start command
 #   ./scripts/setup.sh --test   plus everything the test suite uses (requirements-test.lock, the
 #                               Node client's packages, and as root the ip/iptables tools the
-#                               transparent-mode test needs)
+#                               transparent-mode test needs and redis-server for tests/state)
 # Idempotent: a second run only checks. Used by the README, .ci/run and the Dockerfile.
 set -eu
 cd "$(dirname "$0")/.."
@@ -55,5 +55,11 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
             && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables iproute2; } \
             >/dev/null || { echo "apt-get install iptables iproute2 failed" >&2; exit 1; }
+    fi
+    # redis-server for the shared budget store's tests (tests/state; they skip without it).
+    if ! command -v redis-server >/dev/null 2>&1; then
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; } \
+            >/dev/null || { echo "apt-get install redis-server failed" >&2; exit 1; }
     fi
 fi
