@@ -42,7 +42,8 @@ def refused(text: str) -> str:
     ("version: 1\nversion: 1\n", "r.yaml:2", "not valid YAML: duplicate key 'version'"),
     ("- a\n- b\n", "r.yaml:1", "the rules file must be a mapping"),
     # top level
-    ("version: 1\nrouting: {}\n", "r.yaml:2: routing", "unknown key; allowed: apps, budget, catalog, defaults,"),
+    ("version: 1\nrouting: {}\n", "r.yaml:2: routing",
+     "unknown key; allowed: apps, budget, catalog, defaults,"),
     ("version: 2\n", "r.yaml:1: version", "only version 1 is supported"),
     ("shadow: yes please\n", "r.yaml:1: shadow", "must be true or false"),
     # providers

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 import requests
 
