@@ -13,8 +13,9 @@ import pytest
 from sidecar.cli import main as cli
 from sidecar.cli.report import render_env, render_explain, render_models, table
 from sidecar.core.config.rules import load_rules
-from sidecar.core.live import View
+from sidecar.core.live import View, view_of
 from sidecar.core.routing.latency import LatencyTracker
+from sidecar.proxy.metrics import parse_live_state
 
 BUNDLED = str(Path(__file__).resolve().parents[1] / "rules.yaml")
 
@@ -418,3 +419,25 @@ def test_explain_and_models_show_a_deployment_cooling_down() -> None:
     assert rows["claude-haiku"].endswith(why)
     assert not any(r.endswith(why) for name, r in rows.items()
                    if rules.catalog.models.get(name, haiku).deployment != haiku.deployment)
+
+
+def test_explain_shows_the_budget_step_from_the_live_spend(tmp_path: Path) -> None:
+    """The budget step: what the running sidecar saw spent decides the degrade step in force,
+    and the plan explain shows is the degraded one; the spend is read back from /metrics."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(Path(BUNDLED).read_text() + (
+        "  - name: nightly\n    match: {header: {x-app: nightly}}\n"
+        "    budget: {usd: 10, per: day, degrade: [{at: 80%, tier: economy, prefer: cheap}]}\n"
+        "    routes: {'*': gpt-4o}\n"))
+    rules = load_rules(path)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    metrics = 'sidecar_budget_spent_usd{app="nightly",period="day"} 8.5\n'
+    view = view_of({}, parse_live_state(metrics), source="test", catalog=rules.catalog)
+    out = render_explain(rules, body, app="nightly", view=view)
+    assert "budget (app nightly): $10 per day, $8.500000 used; degraded at 80%: tier economy, " \
+           "prefer cheap" in out
+    assert "plan: gpt-4o" not in out and "budget=degraded" in out
+    calm = view_of({}, parse_live_state(metrics.replace("8.5", "1.0")), source="test",
+                   catalog=rules.catalog)
+    out = render_explain(rules, body, app="nightly", view=calm)
+    assert "$1.000000 used; not degraded" in out and "plan: gpt-4o (openai)" in out

@@ -6,7 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sidecar.core.config.apps import DEFAULT_APP
+from sidecar.core.budget import GLOBAL, DegradeStep, to_micros
+from sidecar.core.config.apps import DEFAULT_APP, AppSpec
 from sidecar.core.config.catalog import ModelSpec
 from sidecar.core.config.rules import RuleSet
 from sidecar.core.errors import SidecarError
@@ -101,6 +102,26 @@ def render_models(rules: RuleSet, view: View) -> str:
         f"\n\n({view.source})")
 
 
+def _budget_step(app: AppSpec, rules: RuleSet, view: View
+                 ) -> tuple[list[str], DegradeStep | None]:
+    """The budget step of ``explain``: the app's (else the global) budget, what the running
+    sidecar last saw used, and the degrade step in force."""
+    owners = [(app.name, app.budget), (GLOBAL, rules.budget)]
+    lines, step = [], None
+    for owner, spec in owners:
+        if spec is None:
+            continue
+        used = view.budgets.get(owner)
+        seen = "not seen by a running sidecar" if used is None else f"${used:.6f} used"
+        now = spec.step(to_micros(used)) if used is not None else None
+        step = step or now
+        whose = f"app {owner}" if owner != GLOBAL else "all apps"
+        lines.append(f"budget ({whose}): {spec.describe()}, {seen}; " + (
+            f"degraded {now.describe()}" if now else "not degraded") + (
+            f"; steps: {'; '.join(s.describe() for s in spec.degrade)}" if spec.degrade else ""))
+    return lines, step
+
+
 def _origin(m: ModelSpec) -> str:
     """Where an entry's prices come from, and their date: a refresh's source name
     (``prices: litellm key 'gpt-4o'``) or the shipped snapshot (``built-in``)."""
@@ -137,14 +158,16 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
     if problem is not None:
         return problem
     spec = next((a for a in rules.apps if a.name == app), None)
+    budget_lines, step = _budget_step(spec or DEFAULT_APP, rules, view)
     try:
         facts = facts_from_chat(body)
         decision = choose_route(facts, rules, view.latency,
                                 health=Health(providers_down=view.providers_down,
                                               deployments_down=view.deployments_down),
-                                app=spec or DEFAULT_APP, detail=True)
+                                app=spec or DEFAULT_APP, detail=True, degrade=step)
     except SidecarError as e:
-        return f"The request would be refused: {e.status_code} {e.message}"
+        return "\n".join([*budget_lines,
+                          f"The request would be refused: {e.status_code} {e.message}"])
     out = [
         f"({view.source})",
         f"app: {decision.app}    requested model: {decision.requested_model}",
@@ -154,6 +177,7 @@ def render_explain(rules: RuleSet, body: dict[str, Any], *, app: str | None, vie
         f"request: ~{facts.prompt_tokens} prompt tokens, ~{expected_output_tokens(facts)} "
         f"expected output tokens, needs: {', '.join(sorted(facts.needs)) or 'nothing special'}",
         "plan: " + " -> ".join(f"{t.name} ({t.provider})" for t in decision.plan),
+        *budget_lines,
     ]
     unpriced = [t.name for t in decision.plan if t.spec is None]
     if unpriced:

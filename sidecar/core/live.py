@@ -12,7 +12,7 @@ each catalog model its deployment's figures (a deployment no catalog model uses 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.core.config.catalog import Catalog
 from sidecar.core.routing.latency import LatencyTracker
@@ -26,6 +26,8 @@ class LiveState:
     latency: Mapping[str, Mapping[str, float | int | None]]  # model -> its deployment's snapshot
     providers: Mapping[str, str | None]  # provider -> why it is down (None: available)
     cooling: Mapping[str, str]  # model -> why its deployment is cooling down
+    budgets: Mapping[str, float] = field(default_factory=dict)  # app -> USD spent or reserved
+    #                                 in its budget's current window (as the sidecar last saw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class View:
     deployments_down: Mapping[Deployment, str]
     latency: LatencyTracker
     source: str  # where the live part came from, for the report
+    budgets: Mapping[str, float] = field(default_factory=dict)  # app -> USD used, live
 
 
 def live_state(
@@ -80,7 +83,7 @@ def view_of(
                          per_token=_num(seen.get("seconds_per_token")))
     cooling = {spec.deployment: why for name, why in live.cooling.items()
                if (spec := catalog.models.get(name)) is not None}
-    return View(down, cooling, tracker, f"live state from {source}")
+    return View(down, cooling, tracker, f"live state from {source}", dict(live.budgets))
 
 
 def _num(value: float | int | None) -> float | None:

@@ -289,6 +289,7 @@ def parse_live_state(text: str) -> LiveState:
     latency: dict[str, dict[str, float | int | None]] = {}
     providers: dict[str, str | None] = {}
     cooling: dict[str, str] = {}
+    budgets: dict[str, float] = {}
     keys = {"sidecar_observed_ttft_seconds": "ttft_seconds",
             "sidecar_observed_seconds_per_output_token": "seconds_per_token"}
     for family in text_string_to_metric_families(text):
@@ -299,4 +300,6 @@ def parse_live_state(text: str) -> LiveState:
                 providers[sample.labels["provider"]] = None if sample.value else "down"
             elif sample.name == "sidecar_model_cooling_down" and sample.value:
                 cooling[sample.labels["model"]] = "cooling down after repeated failures"
-    return LiveState(latency=latency, providers=providers, cooling=cooling)
+            elif sample.name == "sidecar_budget_spent_usd":
+                budgets[sample.labels["app"]] = sample.value
+    return LiveState(latency=latency, providers=providers, cooling=cooling, budgets=budgets)
