@@ -30,7 +30,8 @@ def test_every_query_uses_at_least_one_sidecar_metric_and_the_dashboard_covers_t
     exprs = queries()
     assert all(METRIC.search(e) for e in exprs)
     titles = " ".join(p["title"].lower() for p in json.loads(DASHBOARD.read_text())["panels"])
-    for topic in ("spend", "savings", "share", "duration", "first token", "errors", "fallbacks"):
+    for topic in ("spend", "savings", "share", "duration", "first token", "errors", "fallbacks",
+                  "budget", "catalog sources"):
         assert topic in titles, topic
 
 
