@@ -69,6 +69,9 @@ def k8s_objects() -> list[tuple[str, dict[str, Any]]]:
 
 
 def k8s_object(kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one object of ``kind`` (named ``name``; a Deployment: the app's, by default)."""
+    if kind == "Deployment" and name is None:
+        name = "summarizer"  # redis.yaml deploys the shared Redis beside it
     found = [doc for _, doc in k8s_objects()
              if doc["kind"] == kind and name in (None, doc["metadata"]["name"])]
     assert len(found) == 1, f"expected one {kind} {name or ''} in {K8S_DIR}, found {len(found)}"
@@ -427,6 +430,16 @@ def test_rules_configmap_is_valid_for_the_sidecar_and_routes_transparent_traffic
     rules = parse_rules_text(text, path="deploy/kubernetes/rules-configmap.yaml")
     assert "api.openai.com" in {spec.host for spec in rules.intercept}
     assert any(app.match.listen == "transparent" for app in rules.apps)
+
+
+def test_replicas_share_one_budget_through_the_redis_the_example_deploys() -> None:
+    text = k8s_object("ConfigMap", "model-router-rules")["data"]["rules.yaml"]
+    rules = parse_rules_text(text, path="deploy/kubernetes/rules-configmap.yaml")
+    service = k8s_object("Service", "model-router-redis")
+    port = service["spec"]["ports"][0]["port"]
+    assert rules.state.redis == f"redis://{service['metadata']['name']}:{port}/0"
+    assert k8s_object("Deployment", "summarizer")["spec"]["replicas"] > 1
+    assert any(app.budget is not None for app in rules.apps)
 
 
 def test_the_ca_reaches_the_sidecar_home_and_only_its_public_half_reaches_the_app(
