@@ -100,6 +100,8 @@ class CallRecord:
     skipped: tuple[tuple[str, str, str], ...] = ()  # targets the sidecar could not send it to
     shadow_model: str | None = None  # shadow mode: what the rules decided
     shadow_savings: float | None = None
+    cache: str | None = None  # "hit", "miss" or "bypass" for apps with a cache; None: no cache
+    cache_saved: float | None = None  # a hit: what the served model would have cost
 
     @property
     def cost_unknown(self) -> bool:
@@ -119,6 +121,7 @@ class CallRecord:
             "cached_tokens": usage.cached if usage else None,
             "cost_usd": _round(self.cost), "savings_usd": _round(self.savings),
             **({"cost": "unknown"} if self.cost_unknown else {}),
+            **({"cache": self.cache} if self.cache else {}),
             "duration_s": round(self.duration, 4),
             "ttft_s": None if self.ttft is None else round(self.ttft, 4),
             "overhead_ms": round(self.overhead * 1000, 3),
@@ -177,6 +180,8 @@ class CallState(Protocol):
     def failures(self) -> list[tuple[Any, str]]: ...
     @property
     def skipped(self) -> list[tuple[Any, str]]: ...
+    @property
+    def cache(self) -> str | None: ...  # "hit", "miss", "bypass"; None: the app has no cache
 
 
 def call_record(state: CallState, status: int, usage: Usage | None, *, duration: float,
@@ -185,6 +190,8 @@ def call_record(state: CallState, status: int, usage: Usage | None, *, duration:
     requested = catalog.find(decision.requested_model) if catalog and decision else None
     served_spec = served.spec if served is not None else None
     decided = decision.target.spec if decision is not None and state.shadow else None
+    hit = state.cache == "hit"  # answered from the cache: costs nothing, saves what it would
+    paid = 0.0 if hit and usage is not None else cost(served_spec, usage)
     return CallRecord(
         request_id=state.request_id,
         app=decision.app if decision else state.app,
@@ -195,9 +202,15 @@ def call_record(state: CallState, status: int, usage: Usage | None, *, duration:
         status=status, outcome=outcome(status, stream_ok=stream_ok, sidecar=decision is None),
         stream=state.stream, duration=duration, ttft=state.ttft,
         overhead=state.overhead_ms / 1000, usage=usage,
-        cost=cost(served_spec, usage), savings=savings(requested, served_spec, usage),
+        cost=paid, savings=(_minus(cost(requested or served_spec, usage), paid) if hit
+                            else savings(requested, served_spec, usage)),
         failures=tuple((t.name, t.provider, why) for t, why in state.failures),
         skipped=tuple((t.name, t.provider, why) for t, why in state.skipped),
         shadow_model=decision.target.name if decision is not None and state.shadow else None,
         shadow_savings=savings(requested, decided, usage) if state.shadow else None,
+        cache=state.cache, cache_saved=cost(served_spec, usage) if hit else None,
     )
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b

@@ -38,10 +38,10 @@ from sidecar.core.routing.policy import EXPLORE_RATE
 from sidecar.forward import answer as answers
 from sidecar.forward.relay import Outcome, Relay
 from sidecar.proxy import direct, sending
+from sidecar.proxy.admission import Admission
 from sidecar.proxy.books import Books
-from sidecar.proxy.budgets import Budgets
 from sidecar.proxy.catalog import CatalogRefresher
-from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig, Loaded, intercept_patterns
+from sidecar.proxy.config import CREDENTIALS_CHECK_SECONDS, LiveConfig, intercept_patterns
 from sidecar.proxy.flow import (
     SENTINEL_HOST,
     CallState,
@@ -53,7 +53,7 @@ from sidecar.proxy.flow import (
 )
 from sidecar.proxy.metrics import Metrics
 from sidecar.proxy.proxyauth import ProxyUsers, load_proxy_auth
-from sidecar.proxy.routing import Call, Routed, match_app, plan_call, read_call
+from sidecar.proxy.routing import Routed, match_app, plan_call, read_call
 from sidecar.proxy.tasks import spawn
 
 log = logging.getLogger("sidecar")
@@ -87,7 +87,7 @@ class Sidecar:
         self.upstream_timeout = upstream_timeout
         self.proxy_users = ProxyUsers()  # explicit-proxy users: the app's name, and auth
         self.relay: Relay | None = None
-        self.budgets = Budgets(metrics=self.metrics, confdir=None)
+        self.admission = Admission(metrics=self.metrics)  # response cache and budgets
         self.catalog: CatalogRefresher | None = None  # once running
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,7 +150,7 @@ class Sidecar:
         self.relay = Relay(client=self._client, on_outcome=self.books.attempt, clock=self.clock)
         await self.relay.start()
         confdir = Path(ctx.options.confdir).expanduser()
-        self.budgets.confdir = confdir
+        self.admission.budgets.confdir = confdir
         self.catalog = CatalogRefresher(config=self.config, metrics=self.metrics, confdir=confdir)
         self._tasks = [spawn(self.config.refresh(), name="credentials"),
                        spawn(self.config.watch(), name="rules-watcher"),
@@ -162,7 +162,7 @@ class Sidecar:
             task.cancel()
         if self.relay is not None:
             await self.relay.stop()
-        await self.budgets.close()
+        await self.admission.close()
         if self._client is not None:
             await self._client.aclose()
 
@@ -262,27 +262,9 @@ class Sidecar:
             return plan_call(call, state, loaded, health=self.health, latency=self.latency,
                              rng=self.rng, explore_rate=self.explore_rate, degrade=degrade)
 
-        if Budgets.applies(call.app, loaded.rules):
-            return self._budgeted(flow, state, call, loaded, decide)
+        if Admission.applies(call, loaded.rules):  # a cache to look in, a budget to draw on
+            return self.admission.serve(flow, state, call, loaded, decide, self.relay)
         return sending.send(flow, state, decide(), loaded.dispatcher, self.relay)
-
-    async def _budgeted(self, flow: http.HTTPFlow, state: CallState, call: Call, loaded: Loaded,
-                        decide: Callable[[DegradeStep | None], Routed]) -> None:
-        """Reserve the call's expected cost on its budgets (maybe degraded), then send it."""
-        try:
-            routed = await self.budgets.admit(state, call.app, loaded.rules, call.facts, decide)
-            pending = sending.send(flow, state, routed, loaded.dispatcher, self.relay)
-            if pending is not None:
-                await pending
-        except SidecarError as e:
-            state.way = "answered"
-            flow.response = error_response(e)
-        except Exception:  # noqa: BLE001 - a bug must answer the app, never forward the flow
-            log.exception("budget check failed; answering 502 (fail closed)")
-            state.way = "answered"
-            flow.response = error_response(InternalError(
-                "The model-router sidecar failed to check this request's budget; it was not "
-                "forwarded."))
 
     def _user(self, flow: http.HTTPFlow) -> str | None:
         return self.proxy_users.user(flow.client_conn,
@@ -311,7 +293,9 @@ class Sidecar:
         transform = None
         if state.way == "direct" and state.call is not None:
             transform = state.transform = direct.stream(state.call, flow, state.include_usage)
-        state.timer = StreamTimer(state, self.clock, transform)
+        assembler = state.lookup.assembler if state.lookup is not None else None
+        state.timer = StreamTimer(state, self.clock, transform,
+                                  recorder=assembler.feed if assembler is not None else None)
         response.stream = state.timer  # the relay's output is already the app's SSE
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -342,7 +326,10 @@ class Sidecar:
             job = state.job
             usage = job.transform.usage if job.transform is not None else job.usage
             stream_ok = job.stream_ok
+        elif state.way == "cached":
+            usage = state.cached_usage
         self._finish(state, flow.response.status_code, usage, stream_ok=stream_ok)
+        self.admission.remember(flow, state, self.rules, stream_ok=stream_ok)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")
@@ -374,8 +361,8 @@ class Sidecar:
         """The books, once per call; a budget reservation settled with what it really cost."""
         record = self.books.finish(state, status, usage, stream_ok=stream_ok,
                                    catalog=self.rules.catalog if self.rules else None)
-        if record is not None and state.reservation is not None:
-            spawn(self.budgets.settle(state.reservation, record.cost), name="budget-settle")
+        if record is not None:
+            self.admission.settle(state, record.cost)
 
     def _name_app(self, flow: http.HTTPFlow, state: CallState) -> None:
         """The app of a call that died before routing (for its record)."""

@@ -14,12 +14,13 @@ A call's lifecycle, one phase after another (``CallState.phase``):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mitmproxy import http
 
+from sidecar.core.accounting import Usage
 from sidecar.core.errors import ProxyAuthRequiredError, SidecarError, render_openai_error
 from sidecar.core.facts import RequestFacts
 from sidecar.core.routing.decision import RouteDecision, Target
@@ -27,12 +28,16 @@ from sidecar.forward.relay import FALLBACKS_HEADER, Job
 from sidecar.providers import Endpoint, StreamTransform, UpstreamCall
 from sidecar.state import Reservation
 
+if TYPE_CHECKING:
+    from sidecar.proxy.cache import Lookup
+
 SENTINEL_HOST = "fail-closed.model-router.invalid"
 STREAM_END = b"data: [DONE]\n\n"
 ROUTER_PREFIX = b"x-model-router-"
 
 Phase = Literal["examined", "routed", "answering", "finished"]
-Way = Literal["direct", "relayed", "answered"]
+Way = Literal["direct", "relayed", "answered", "cached"]
+CacheOutcome = Literal["hit", "miss", "bypass"]
 
 
 @dataclass(slots=True)
@@ -57,6 +62,9 @@ class CallState:
     overhead_ms: float = 0.0
     request_id: str = ""
     reservation: Reservation | None = None  # the budget reservation, settled when finished
+    cache: CacheOutcome | None = None  # the app has a cache: what it did for this call
+    lookup: Lookup | None = None  # a miss that may be stored once the answer is complete
+    cached_usage: Usage | None = None  # a hit: the usage of the stored answer
     budget_remaining: float | None = None  # USD left in the app's budget after reserving
 
     @property
@@ -74,6 +82,8 @@ class CallState:
         """What served (or is serving) the call, once known."""
         if self.job is not None:
             return self.job.served
+        if self.way == "cached" and self.plan:
+            return self.plan[0]  # the deployment whose stored answer it was
         return self.call.target if self.call is not None else None
 
     @property
@@ -169,6 +179,8 @@ def add_router_headers(headers: http.Headers, state: CallState) -> None:
     if decision.auto is not None:
         router["auto-tier"] = decision.auto.tier
         router["auto-score"] = f"{decision.auto.score:g}"
+    if state.cache is not None:
+        router["cache"] = state.cache
     if state.budget_remaining is not None:
         router["budget-remaining"] = f"{state.budget_remaining:.6f}"
     if state.shadow:
@@ -200,8 +212,10 @@ class StreamTimer:
     the stream's end."""
 
     def __init__(self, state: CallState, clock: Any,
-                 transform: StreamTransform | None = None) -> None:
+                 transform: StreamTransform | None = None,
+                 recorder: Callable[[bytes], None] | None = None) -> None:
         self.state, self.clock, self.transform = state, clock, transform
+        self.recorder = recorder  # sees every byte the app is sent (the cache's assembler)
         self.done = False
         self._tail = b""  # the end of what was sent so far (the end marker may come split)
 
@@ -212,6 +226,9 @@ class StreamTimer:
         if out:
             if self.state.ttft is None:
                 self.state.ttft = self.clock() - self.state.started
+            if self.recorder is not None:
+                for part in [out] if isinstance(out, bytes) else out:
+                    self.recorder(part)
             last = out if isinstance(out, bytes) else out[-1]
             self.done = (self._tail + last)[-len(STREAM_END):] == STREAM_END
             self._tail = last[-len(STREAM_END):]

@@ -115,6 +115,23 @@ class Metrics:
         self.state_store_up = Gauge(
             "sidecar_state_store_up", "1 while the shared state store (Redis) answers, 0 while "
             "the sidecar counts locally or refuses (state.when_down).", registry=r)
+        self.cache_calls = Counter(
+            "sidecar_cache_calls", "Calls of apps with a response cache, by result: hit "
+            "(answered from the cache), miss (sent, maybe stored), bypass (may not be cached).",
+            ["app", "result"], registry=r)
+        self.cache_saved = Counter(
+            "sidecar_cache_saved_usd", "What cache hits would have cost on the model that "
+            "would have served them, in USD (a hit costs nothing).", ["app"], registry=r)
+        self.cache_bytes = Gauge(
+            "sidecar_cache_stored_bytes", "Bytes held by the in-process response cache.",
+            registry=r)
+        self.cache_evictions = Counter(
+            "sidecar_cache_evictions", "Entries the in-process response cache dropped to stay "
+            "under its size.", registry=r)
+        self.cache_store_errors = Counter(
+            "sidecar_cache_store_errors", "Cache reads and writes that failed because the "
+            "shared store (Redis) did not answer: each was a miss.", registry=r)
+        self._evictions_seen = self._errors_seen = 0
         self.catalog_models = Gauge(
             "sidecar_catalog_models", "Models in the catalog the sidecar routes with now.",
             registry=r)
@@ -151,6 +168,18 @@ class Metrics:
             if models is not None:
                 self.source_models.labels(name).set(models)
 
+    def cache_evictions_seen(self, total: int) -> None:
+        """The store's running eviction count, as a counter."""
+        if total > self._evictions_seen:
+            self.cache_evictions.inc(total - self._evictions_seen)
+            self._evictions_seen = total
+
+    def cache_errors_seen(self, total: int) -> None:
+        """The store's running count of calls that could not reach it, as a counter."""
+        if total > self._errors_seen:
+            self.cache_store_errors.inc(total - self._errors_seen)
+            self._errors_seen = total
+
     def failed_attempt(self, provider: str, reason: str) -> None:
         """One attempt that failed at its provider (on either forwarding path)."""
         self._child(self.upstream_errors, self.provider(provider), failure_kind(reason)).inc()
@@ -169,6 +198,10 @@ class Metrics:
             child(self.tokens, app, served, "prompt").inc(call.usage.prompt)
             child(self.tokens, app, served, "completion").inc(call.usage.completion)
             child(self.tokens, app, served, "cached").inc(call.usage.cached)
+        if call.cache is not None:
+            child(self.cache_calls, app, call.cache).inc()
+        if call.cache_saved is not None:
+            child(self.cache_saved, app).inc(call.cache_saved)
         if call.cost is not None:
             child(self.cost, app, served).inc(call.cost)
         elif call.cost_unknown:

@@ -36,6 +36,7 @@ from operator import attrgetter
 from typing import Any
 
 from sidecar.core.budget import BudgetSpec, parse_budget
+from sidecar.core.cache import CacheSpec, parse_cache
 from sidecar.core.config.catalog import Catalog
 from sidecar.core.config.matching import Glob, MatchSpec, Probe, compile_glob, parse_match
 from sidecar.core.config.routes import RouteSpec, parse_routes
@@ -52,6 +53,7 @@ class AppSpec:
     routes: tuple[RouteSpec, ...] = ()
     shadow: bool = False
     budget: BudgetSpec | None = None  # what the app may spend per window (sidecar.core.budget)
+    cache: CacheSpec | None = None  # its response cache (sidecar.core.cache); None: off
     # (route, its compiled glob or None for a plain name), set in __post_init__
     _route_globs: tuple[tuple[RouteSpec, Glob | None], ...] = field(
         init=False, repr=False, compare=False, default=())
@@ -156,7 +158,7 @@ def _chars(value: Any) -> int:
     return 0
 
 
-_APP_KEYS = {"name", "match", "routes", "shadow", "budget"}
+_APP_KEYS = {"name", "match", "routes", "shadow", "budget", "cache"}
 
 
 def parse_apps(
@@ -198,4 +200,5 @@ def parse_app(
     routes = parse_routes(raw_routes, catalog=catalog, providers=providers,
                           where=f"{where}.routes")
     return AppSpec(name=name, match=match, routes=routes, shadow=shadow,
-                   budget=parse_budget(raw.get("budget"), "budget"))
+                   budget=parse_budget(raw.get("budget"), "budget"),
+                   cache=parse_cache(raw.get("cache"), "cache"))

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.core.budget import BudgetSpec, parse_budget
+from sidecar.core.cache import CacheStoreSpec, parse_cache_store
 from sidecar.core.config.apps import AppMatcher, AppSpec, parse_apps
 from sidecar.core.config.catalog import (
     REQUESTABLE_TIERS,
@@ -46,7 +47,7 @@ from sidecar.core.routing.autotier import DEFAULT_THRESHOLDS, Thresholds
 PROVIDER_TYPES = ("openai", "bedrock")
 FROM_REQUEST = "from-request"
 _TOP_KEYS = {"version", "intercept", "catalog", "providers", "models", "defaults", "apps",
-             "shadow", "budget", "state"}
+             "shadow", "budget", "state", "cache"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,8 @@ class RuleSet:
     path: str = ""
     catalog_spec: CatalogSpec = CatalogSpec()  # catalog files and the sources refreshing it
     budget: BudgetSpec | None = None  # what every app together may spend per window
-    state: StateSpec = StateSpec()  # where budget counts live
+    state: StateSpec = StateSpec()  # where budget counts and cached answers live
+    cache_store: CacheStoreSpec = CacheStoreSpec()  # the in-process response cache's size
     # derived once per RuleSet (see the module docstring); set in __post_init__
     app_matcher: AppMatcher = field(init=False, repr=False, compare=False)
     memo: dict[str, Any] = field(init=False, repr=False, compare=False)
@@ -178,7 +180,7 @@ def parse_rules(doc: Any, builtin: Catalog) -> RuleSet:
     return RuleSet(
         intercept=intercept, providers=providers, catalog=catalog, defaults=defaults,
         apps=apps, shadow=_bool(doc, "shadow"), budget=parse_budget(doc.get("budget"), "budget"),
-        state=parse_state(doc.get("state")),
+        state=parse_state(doc.get("state")), cache_store=parse_cache_store(doc.get("cache")),
     )
 
 

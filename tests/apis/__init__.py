@@ -1,0 +1,1 @@
+"""Tests of the pure app-facing shapes in ``sidecar.apis`` (the chat cache's canonical form)."""
