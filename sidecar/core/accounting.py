@@ -15,6 +15,12 @@ class Usage:
     completion: int
     cached: int = 0
 
+    def as_openai(self) -> dict[str, Any]:
+        """A chat.completion's ``usage`` object."""
+        return {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
+                "total_tokens": self.prompt + self.completion,
+                "prompt_tokens_details": {"cached_tokens": self.cached}}
+
 
 def usage_from_openai(answer: Mapping[str, Any] | None) -> Usage | None:
     """The ``usage`` of a chat.completion, a stream's usage chunk, or a Responses object."""

@@ -329,7 +329,7 @@ class Sidecar:
         elif state.way == "cached":
             usage = state.cached_usage
         self._finish(state, flow.response.status_code, usage, stream_ok=stream_ok)
-        self.admission.remember(flow, state, self.rules, stream_ok=stream_ok)
+        self.admission.remember(flow, state, self.rules, stream_ok=stream_ok, usage=usage)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = flow.metadata.get("sidecar")

@@ -22,7 +22,7 @@ from typing import Any
 from mitmproxy import http
 
 from sidecar.apis.chat_cache import StreamAssembler
-from sidecar.core.accounting import usage_from_openai
+from sidecar.core.accounting import Usage, usage_from_openai
 from sidecar.core.budget import DegradeStep
 from sidecar.core.config.rules import RuleSet
 from sidecar.core.errors import InternalError, SidecarError
@@ -82,7 +82,7 @@ class Admission:
         if lookup is not None:
             state.lookup = lookup
             if lookup.stream:
-                lookup.assembler = StreamAssembler()
+                lookup.assembler = StreamAssembler(max_chars=lookup.max_bytes)
         pending = sending.send(flow, state, routed, loaded.dispatcher, relay)
         if pending is not None:
             await pending
@@ -96,7 +96,7 @@ class Admission:
         flow.response = http.Response.make(status, body, headers)
 
     def remember(self, flow: http.HTTPFlow, state: CallState, rules: RuleSet | None,
-                 *, stream_ok: bool) -> None:
+                 *, stream_ok: bool, usage: Usage | None) -> None:
         """Store a miss's answer when it is complete, successful and the planned model's."""
         lookup, response = state.lookup, flow.response
         if lookup is None or rules is None or response is None or response.status_code != 200:
@@ -112,6 +112,8 @@ class Admission:
             except ValueError:
                 return
         if isinstance(answer, dict):
+            if answer.get("usage") is None and usage is not None:  # the app's stream had none
+                answer["usage"] = usage.as_openai()
             spawn(self.cache.put(rules, lookup, answer), name="cache-put")
 
     def settle(self, state: CallState, cost: float | None) -> None:

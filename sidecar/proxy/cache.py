@@ -109,13 +109,16 @@ class ResponseCache:
         except ValueError:
             return None
         if lookup.stream:
-            body = b"".join(replay_stream(stored, include_usage=lookup.include_usage))
+            try:
+                body = b"".join(replay_stream(stored, include_usage=lookup.include_usage))
+            except ValueError:  # an entry that cannot be a stream: a miss
+                return None
             return 200, {"content-type": "text/event-stream; charset=utf-8",
                          "cache-control": "no-cache"}, body, stored
         return 200, {"content-type": "application/json"}, raw, stored
 
     async def put(self, rules: RuleSet, lookup: Lookup, answer: Mapping[str, Any]) -> None:
-        value = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
+        value = json.dumps(answer, separators=(",", ":")).encode()
         if len(value) > lookup.max_bytes:
             log.info("not cached: the answer is %d bytes, over the entry limit %d", len(value),
                      lookup.max_bytes)

@@ -223,3 +223,17 @@ def test_a_redis_store_killed_mid_run_is_a_miss_never_an_error(
             redis.restart()
             assert wait_for(lambda: ask(sidecar)[1] == "miss"
                             and ask(sidecar)[1] == "hit", 15)
+
+
+def test_a_stream_without_usage_is_stored_with_the_providers_usage(
+        sidecar: RunningSidecar, provider: FakeOpenAI) -> None:
+    """The sidecar asks the provider for usage and hides it from an app that did not ask; the
+    stored answer keeps it, so a later hit is counted (and can show usage) all the same."""
+    with client(sidecar) as c:
+        chunks = list(c.chat.completions.create(model="gpt-4o", messages=HELLO, temperature=0,
+                                                stream=True))
+    assert all(ch.usage is None for ch in chunks)
+    text, header, usage = ask(sidecar)
+    assert header == "hit" and usage is not None and usage.completion_tokens > 0
+    assert text == "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert value(scrape(sidecar), "sidecar_cache_saved_usd_total", app="cached") > 0
