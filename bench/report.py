@@ -30,7 +30,12 @@ def ratios(rows: dict[str, Any]) -> dict[str, float | None]:
     d, db, bare = rows.get("direct"), rows.get("direct-bedrock"), rows.get("bare")
     lean = rows.get("bare-lean")
     pin, auto, br = rows.get("sidecar-pin"), rows.get("sidecar-auto"), rows.get("sidecar-bedrock")
+    hit, miss = rows.get("sidecar-cache-hit"), rows.get("sidecar-cache-miss")
     return {
+        "added_p50_ms_c1_cache_hit": _sub(_get(hit, "c1", "p50_ms"), _get(d, "c1", "p50_ms")),
+        "added_p50_ms_c1_cache_miss": _sub(_get(miss, "c1", "p50_ms"), _get(d, "c1", "p50_ms")),
+        "latency_ratio_c1_cache_hit_over_miss": _div(_get(hit, "c1", "p50_ms"),
+                                                     _get(miss, "c1", "p50_ms")),
         "added_p50_ms_c1_pin": _sub(_get(pin, "c1", "p50_ms"), _get(d, "c1", "p50_ms")),
         "added_p50_ms_c1_auto_relay": _sub(_get(auto, "c1", "p50_ms"), _get(d, "c1", "p50_ms")),
         "added_p50_ms_c1_bare": _sub(_get(bare, "c1", "p50_ms"), _get(d, "c1", "p50_ms")),

@@ -57,7 +57,16 @@ apps:
   - name: bedrock
     match: {{proxy_user: bedrock}}
     routes: {{"*": bench-bedrock}}
+  - name: cached
+    match: {{proxy_user: cached}}
+    cache: {{ttl: 1h}}
+    routes: {{"*": bench-main}}
+  - name: cachemiss
+    match: {{proxy_user: cachemiss}}
+    cache: {{ttl: 1h, max_entry_bytes: 16}}
+    routes: {{"*": bench-main}}
 """
+CACHED_APPS = ("cached", "cachemiss")  # their calls ask for temperature 0: safe to replay
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,10 @@ CONFIGS = (
     Config("sidecar-pin", "sidecar: pin (fast path)", "sidecar", "openai", "pin", hold=True),
     Config("sidecar-auto", "sidecar: auto+fallbacks (relay)", "sidecar", "openai", "auto"),
     Config("sidecar-bedrock", "sidecar: pin -> Bedrock", "sidecar", "bedrock", "bedrock"),
+    # The same pin through the response cache: every call a hit (identical, temperature 0), or
+    # every call a miss (an entry limit no answer fits: looked up, assembled, never stored).
+    Config("sidecar-cache-hit", "sidecar: pin, cache hit", "sidecar", "openai", "cached"),
+    Config("sidecar-cache-miss", "sidecar: pin, cache miss", "sidecar", "openai", "cachemiss"),
 )
 
 
@@ -114,6 +127,8 @@ def body(cfg: Config, *, stream: bool, hold: bool = False) -> dict[str, Any]:
                 "system": [{"text": MESSAGES[0]["content"]}],
                 "inferenceConfig": {"maxTokens": 64}}
     out: dict[str, Any] = {"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 64}
+    if cfg.user in CACHED_APPS:
+        out["temperature"] = 0
     if stream:
         out["stream"] = True
     if hold:

@@ -1,36 +1,30 @@
-"""sidecar/autotier.py (the complexity scorer) and sidecar/autotier_eval.py (its evaluation on the
-labelled set). No timing here: bench/autotier_bench.py measures speed."""
+"""sidecar/core/routing/autotier.py (the scorer), ask.py (its features: the ask apart from the
+material) and train.py (the training). The corpus, the cross-validation and the untouched batch:
+tests/test_autotier_eval.py. No timing here: bench/autotier_bench.py measures speed."""
 
 from __future__ import annotations
 
-import collections
 import copy
 import json
 from typing import Any
 
 import pytest
 
-from sidecar.cli.autotier_eval import (
-    CATEGORIES,
-    MAX_PREMIUM_TO_ECONOMY,
-    MIN_ACCURACY,
-    Entry,
-    evaluate,
-    is_holdout,
-    load_entries,
-    main,
-    tier_prices,
-)
-from sidecar.core.config.catalog import Catalog, parse_models
+from sidecar.cli.autotier_corpus import load_training
+from sidecar.core.routing import train
+from sidecar.core.routing.ask import ask_features, asks, split_ask
 from sidecar.core.routing.autotier import (
     BASE,
     DEFAULT_THRESHOLDS,
+    PREMIUM_BASE,
     TIERS,
     WEIGHTS,
     Thresholds,
     TierScore,
+    load_model,
     score_request,
 )
+from sidecar.core.routing.features import FEATURES
 
 
 def user(text: Any, *, system: str | None = None, **body: Any) -> dict[str, Any]:
@@ -43,109 +37,133 @@ def tool(name: str) -> dict[str, Any]:
                                              "parameters": {"type": "object", "properties": {}}}}
 
 
-def contributions(body: dict[str, Any]) -> dict[str, float]:
-    return dict(score_request(body).contributions)
+def call(i: int, name: str = "lookup") -> dict[str, Any]:
+    return {"id": f"c{i}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+
+
+def features(body: dict[str, Any]) -> dict[str, float]:
+    return ask_features(body)
 
 
 CODE = "```python\n" + "def total(items):\n    return sum(i.price * i.qty for i in items)\n" * 4 + "```"
 FILLER = "The quarterly report lists the figures for each region and the notes from the team. "
-
-# (feature, request body, points that feature must contribute)
-FEATURES = [
-    ("prompt_size", user(FILLER * 48), 13.3),  # ~4,000 chars = 1,000 tokens: 4 * log2(10)
-    ("prompt_size", user(FILLER * 2000), 16.0),  # capped
-    ("tiny_prompt", user("what time zone is Denver in"), -4.0),
-    ("turns", {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                            {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"},
-                            {"role": "user", "content": "e"}]}, 4.0),
-    ("code_blocks", user(f"Here:\n{CODE}"), 5.0),
-    ("code_blocks", user(f"One:\n{CODE}\nTwo:\n{CODE}"), 8.0),
-    ("code_blocks", user("Tiny:\n```python\nx = 1\n```"), 2.5),  # a few lines count for half
-    ("code_blocks", user("Data:\n```json\n" + json.dumps({"k": list(range(80))}) + "\n```"), 2.5),
-    ("systems_code", user("Why does this crash?\n```rust\n" + "let v: Vec<u8> = Vec::new();\n" * 8
-                          + "```"), 5.0),
-    ("code_task", user("Write a Python function that parses ISO dates."), 7.0),
-    ("large_change", user("Refactor the billing module into smaller services."), 6.0),
-    ("error_output", user("It fails:\nTraceback (most recent call last):\n  File \"a.py\"\n"
-                          "KeyError: 'x'"), 3.0),
-    ("tool_definitions", user("go", tools=[tool("get_weather"), tool("get_time"), tool("get_news")]),
-     6.0),
-    ("tool_definitions", user("go", tools=[tool(f"lookup_{i}") for i in range(9)]), 10.0),
-    ("powerful_tools", user("go", tools=[tool("write_file")]), 8.0),
-    ("tool_history", {"messages": [
-        {"role": "user", "content": "weather in Oslo and Rome?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "1", "type": "function", "function": {"name": "w", "arguments": "{}"}},
-            {"id": "2", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "1", "content": "4C"},
-        {"role": "tool", "tool_call_id": "2", "content": "19C"}]}, 6.0),
-    ("writing", user("Draft a letter to my landlord about the broken heating."), 4.0),
-    ("deep_reasoning", user("Prove that the square root of 2 is irrational."), 14.0),
-    ("deep_reasoning", user("Find the root cause and prove the fix is correct."), 28.0),
-    ("analysis", user("Compare Postgres and MySQL for us."), 5.0),
-    ("analysis", user("Analyze, compare, evaluate and critique these plans; weigh the risks."), 20.0),
-    ("hard_domain", user("Our service deadlocks under load; there is a deadlock in the pool."), 5.0),
-    ("math", user("Compute the integral of x squared."), 4.0),
-    ("math", user("Simplify $\\frac{a}{b} + \\frac{c}{d}$ please"), 4.0),
-    ("numbers_heavy", user("Totals:\n" + "2023-01-04 1204.50 880.00 1532.25 310.00\n" * 12), 3.0),
-    ("max_tokens", user("Tell me about the history of the printing press.", max_tokens=50), -10.0),
-    ("max_tokens", user("Tell me about the history of the printing press.", max_tokens=200), -4.0),
-    ("max_tokens", user("Tell me about the history of the printing press.", max_tokens=5000), 5.0),
-    ("max_tokens", user("Tell me about the history of the printing press.", max_tokens=20000), 10.0),
-    ("max_tokens", user("Tell me about the history of the printing press.", max_tokens=20000,
-                        max_completion_tokens=50), -10.0),  # the current name wins
-    ("structured_output", user("Extract the fields.", response_format={
-        "type": "json_schema", "json_schema": {"name": "x", "schema": {
-            "type": "object", "properties": {f"f{i}": {"type": "string"} for i in range(7)}}}}),
-     2.0),
-    ("reasoning_effort", user("Plan the migration.", reasoning_effort="high"), 10.0),
-    ("reasoning_effort", user("Plan the migration.", reasoning_effort="low"), -5.0),
-    ("expert_role", user("Look at this.", system="You are a senior staff engineer."), 10.0),
-    ("casual_role", user("Look at this.", system="You are a friendly, cheerful assistant."), -6.0),
-    ("greeting", user("hi there!"), -12.0),
-    ("greeting", user("Thanks, that fixed it :)"), -12.0),
-    ("simple_task", user("Translate to French: the shop opens at nine."), -8.0),
-    ("simple_task", user("Translate this and classify its sentiment: great food."), -16.0),
-    ("brevity", user("Summarize the news in one sentence."), -4.0),
-]
+DOCUMENT = "QUARTERLY REPORT 2024\n\n" + "\n\n".join(FILLER * 6 for _ in range(40))
+ENUM_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": {
+    "type": "object", "properties": {"intent": {"type": "string", "enum": ["billing", "other"]}},
+    "required": ["intent"]}}}
+NESTED_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+    "type": "object", "properties": {"lines": {"type": "array", "items": {
+        "type": "object", "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}}}}}}}}
 
 
-@pytest.mark.parametrize(("feature", "body", "points"), FEATURES,
-                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(FEATURES)])
-def test_feature_contributes_its_points(feature: str, body: dict[str, Any], points: float) -> None:
-    got = contributions(body)
-    assert got.get(feature) == pytest.approx(points, abs=0.05), got
+# --- the ask apart from the material --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("feature", "body"), [
-    ("powerful_tools", user("go", tools=[tool("get_weather")])),
-    ("structured_output", user("x", response_format={"type": "json_schema", "json_schema": {
-        "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}})),
-    ("structured_output", user("x", response_format={"type": "json_object"})),
-    ("casual_role", user("x", system="You are an expert, friendly consultant.")),  # expert wins
-    ("greeting", user("hello, " + "please review the attached contract for risks. " * 5)),
-    ("tiny_prompt", user("Prove that there are infinitely many primes.")),  # short, not a lookup
-    ("deep_reasoning", user("Summarize this:\n```text\nWe prove the root cause and trade-offs.\n```")),
-    ("code_task", user("Summarize this:\n```python\ndef write_tests(): fix_code()\n```")),
-    ("prompt_size", user("short question")),
-    ("turns", user("one turn")),
-], ids=lambda v: v if isinstance(v, str) else "")
-def test_feature_absent(feature: str, body: dict[str, Any]) -> None:
-    assert feature not in contributions(body)
+def test_the_ask_is_the_users_words_before_a_pasted_document() -> None:
+    own, asked, n = split_ask("Quick one: when does this contract end?\n\n" + DOCUMENT)
+    assert own == "Quick one: when does this contract end?" and asked and n > 10_000
 
 
-def test_cue_words_inside_pasted_material_do_not_count_as_the_instruction() -> None:
-    essay = ("Historians analyze and compare the evidence and prove the root cause of the decline. "
+def test_a_closing_question_after_the_material_is_part_of_the_ask() -> None:
+    own, asked, _ = split_ask("Here is the config:\n\n" + DOCUMENT + "\n\nWhat is the root cause of "
+                              "the 502s?")
+    assert "What is the root cause of the 502s?" in own and asked
+    assert "quarterly" not in own.lower()
+
+
+def test_code_fences_and_long_quotations_are_material() -> None:
+    own, _, _ = split_ask(f"Why does this return None?\n{CODE}\nIt used to work.")
+    assert "def total" not in own and "Why does this return None?" in own
+    own, _, _ = split_ask('Rewrite in plain English: "' + "The Tenant shall not keep any animal. " * 5
+                          + '"')
+    assert "Tenant" not in own
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Summarise this.", True), ("can you check the totals", True), ("what is the ETA?", True),
+    ("Patient: 78F, 64 kg, INR 2.6 on Tue.", False), ("I need the invoice number", True),
+])
+def test_asks(text: str, expected: bool) -> None:
+    assert asks(text) is expected
+
+
+def test_a_message_that_is_only_material_leaves_the_task_to_the_system_prompt() -> None:
+    body = user(DOCUMENT, system="Extract the report's date and region. Return JSON only.")
+    got = features(body)
+    assert got["ask_in_system"] == 1.0 and got["ask_extract"] >= 1 and "ask_length" not in got
+
+
+def test_cue_words_inside_pasted_material_do_not_count_as_the_ask() -> None:
+    essay = ("Historians prove the root cause of the decline and design a rigorous architecture. "
              * 40)
-    body = user("Give this essay a title.\n\n" + essay + "\n\nThanks.")
-    got = contributions(body)
-    assert "deep_reasoning" not in got and "analysis" not in got
-    assert got["simple_task"] == -8.0  # "a title", from the instruction
+    got = features(user("Give this essay a title.\n\n" + essay))
+    assert got["ask_short_output"] == 1.0
+    assert not {"ask_prove", "ask_root_cause", "ask_design"} & set(got)
 
 
-def test_instruction_at_the_end_of_a_long_message_counts() -> None:
-    body = user("Here is the config:\n\n" + FILLER * 60 + "\n\nWhat is the root cause of the 502s?")
-    assert contributions(body)["deep_reasoning"] == 14.0
+def test_the_agent_loop() -> None:
+    relay = {"tools": [tool("get_order")], "messages": [
+        {"role": "user", "content": "where is my order 1234?"},
+        {"role": "assistant", "content": None, "tool_calls": [call(1)]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'}]}
+    assert features(relay)["relay_result"] == 1.0
+    loop = copy.deepcopy(relay)
+    loop["messages"] += [{"role": "assistant", "content": None, "tool_calls": [call(2), call(3)]},
+                         {"role": "tool", "tool_call_id": "c2", "content": "x"},
+                         {"role": "tool", "tool_call_id": "c3", "content": "y"}]
+    got = features(loop)
+    assert got["loop_continues"] == 1.0 and "relay_result" not in got
+    assert got["tool_rounds"] == pytest.approx(1.585, abs=0.01)  # log2(1 + 2)
+    assert got["tool_calls"] == pytest.approx(2.0)  # log2(1 + 3)
+    follow = copy.deepcopy(loop)
+    follow["messages"].append({"role": "user", "content": "ok so what now?"})
+    assert features(follow)["user_after_tools"] == 1.0
+
+
+@pytest.mark.parametrize(("fmt", "feature"), [
+    (ENUM_SCHEMA, "schema_enum"), (NESTED_SCHEMA, "schema_nested"), ({"type": "json_object"}, "json_object"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {
+        f"f{i}": {"type": "string"} for i in range(8)}}}}, "schema_flat"),
+])
+def test_what_is_asked_back(fmt: dict[str, Any], feature: str) -> None:
+    assert features(user("x", response_format=fmt))[feature] == 1.0
+
+
+@pytest.mark.parametrize(("body", "feature"), [
+    (user("hi there!"), "greeting"),
+    (user("Thanks, that fixed it :)"), "greeting"),
+    (user("which region had the most orders?"), "wh_question"),
+    (user("Translate to French: the shop opens at nine."), "ask_translate"),
+    (user("Prove that the square root of 2 is irrational."), "ask_prove"),
+    (user("Find the root cause: it deadlocks under load."), "ask_root_cause"),
+    (user("Why does this crash sometimes?\n```rust\nunsafe impl Sync for Counter {}\n"
+          "fn bump(&self) { self.n.set(self.n.get() + 1) }\n```"), "systems_code"),
+    (user("go", tools=[tool("a"), tool("b"), tool("c")]), "tools_offered"),
+    (user("Tell me about the printing press.", max_tokens=50), "small_max_tokens"),
+    (user("Look at this.", system="You are a senior staff engineer."), "sys_expert"),
+])
+def test_feature_present(body: dict[str, Any], feature: str) -> None:
+    assert features(body).get(feature, 0) > 0, features(body)
+
+
+@pytest.mark.parametrize(("body", "feature"), [
+    (user("hello, " + "please review the attached contract for risks. " * 5), "greeting"),
+    (user("Summarize this:\n```text\nWe prove the root cause and trade-offs.\n```"), "ask_prove"),
+    (user("What does this print?\n```rust\nfn main() { println!(\"hi\"); }\n```"), "systems_code"),
+    (user("short question"), "attached_size"),
+    (user("one turn"), "user_turns"),
+    (user("x", response_format={"type": "text"}), "json_object"),
+])
+def test_feature_absent(body: dict[str, Any], feature: str) -> None:
+    assert feature not in features(body)
+
+
+def test_every_feature_is_documented_and_in_the_model() -> None:
+    produced = {n for e in load_training() for n in features(e.request)}
+    assert produced <= set(FEATURES)
+    assert set(load_model()["features"]) == produced  # features never seen get no weight
+    for name, doc in FEATURES.items():
+        assert doc.strip().endswith("."), name
 
 
 def test_content_parts_score_like_the_same_text() -> None:
@@ -158,8 +176,8 @@ def test_content_parts_score_like_the_same_text() -> None:
 def test_long_content_parts_are_scored_without_error() -> None:
     parts = [{"type": "text", "text": FILLER * 500} for _ in range(5)]
     parts.append({"type": "text", "text": "\n\nWhat are the trade-offs?"})
-    got = contributions(user(parts))
-    assert got["prompt_size"] == 16.0 and got["deep_reasoning"] == 14.0
+    got = features(user(parts))
+    assert got["ask_design"] == 1.0 and got["attached_size"] > 7
 
 
 @pytest.mark.parametrize("body", [
@@ -167,43 +185,70 @@ def test_long_content_parts_are_scored_without_error() -> None:
     {"messages": [{"role": "user"}]}, {"messages": [{"role": "user", "content": None}]},
     {"messages": [{"role": "user", "content": [None, {"type": "text"}, {"text": 5}]}]},
     {"messages": [{"role": "assistant", "tool_calls": [None, {"function": None}]}]},
+    {"messages": [{"role": "assistant", "function_call": {"name": "f"}}, {"role": "function"}]},
     {"messages": [], "tools": "x", "functions": [None, {"name": 3}], "max_tokens": True,
      "response_format": "json", "reasoning_effort": 3},
+    {"messages": [{"role": "user", "content": "x"}], "response_format": {
+        "type": "json_schema", "json_schema": {"schema": {"properties": {"a": {"items": 3}}}}}},
 ])
 def test_malformed_bodies_score_without_error(body: dict[str, Any]) -> None:
     result = score_request(body)
     assert 0 <= result.score <= 100 and result.tier in TIERS
 
 
-def test_empty_request_scores_base_minus_tiny() -> None:
-    result = score_request({"messages": []})
-    assert result == TierScore(BASE + WEIGHTS["tiny_prompt"].points, "economy", (("tiny_prompt", -4.0),))
+# --- the score ----------------------------------------------------------------------------------
 
 
-def test_score_is_base_plus_contributions_clamped() -> None:
-    for entry in load_entries():
+def test_an_empty_request_scores_the_base() -> None:
+    assert score_request({"messages": []}) == TierScore(round(BASE, 1), "economy", ())
+
+
+def test_contributions_sum_to_the_score() -> None:
+    for entry in load_training():
         result = score_request(entry.request)
-        expected = min(100.0, max(0.0, BASE + sum(p for _, p in result.contributions)))
-        assert result.score == pytest.approx(expected, abs=0.15), entry.id
-        assert all(name in WEIGHTS and points != 0 for name, points in result.contributions)
+        total = BASE + sum(p for _, p in result.contributions)
+        assert result.score == pytest.approx(min(100.0, max(0.0, total)), abs=0.06), entry.id
         names = [name for name, _ in result.contributions]
-        assert len(names) == len(set(names)), entry.id
+        assert len(names) == len(set(names)) and all(n in WEIGHTS for n in names), entry.id
+        assert ("premium_score" in names) == (result.tier == "premium"), entry.id
 
 
-def test_every_weight_is_documented_and_its_cap_has_its_sign() -> None:
+def test_the_score_follows_the_fitted_model() -> None:
+    """With the default thresholds, the tiers are the fitted regressions' decisions (the
+    probability cuts lowered by the margins): the points are the logits, scaled."""
+    data = load_training()[:60]
+    model = load_model()
+    from sidecar.cli.autotier_corpus import training_data
+
+    d = training_data()
+    a, b = train.fit_pair(d.rows, d.labels, d.names, l2=model["fit"]["l2"])
+    margins = (model["fit"]["margins"][0], model["fit"]["margins"][1])
+    for e in data:
+        x = features(e.request)
+        za, zb = a.z(x) - a.cuts[0], b.z(x) - b.cuts[0]
+        if min(abs(za + margins[0]), abs(zb + margins[1])) < 0.01:
+            continue  # on a cut: the rounding of the points in the file decides
+        assert score_request(e.request).tier == TIERS[train.decide(za, zb, margins)], e.id
+
+
+def test_every_weight_is_documented() -> None:
     for name, w in WEIGHTS.items():
         assert w.doc.strip(), name
-        assert (w.cap >= 0) == (w.points >= 0), name
-        assert abs(w.points) <= abs(w.cap), name
+        if name in FEATURES:
+            assert FEATURES[name] in w.doc and "premium score" in w.doc
+    assert "premium_score" in WEIGHTS and "below_premium" in WEIGHTS
+    assert f"{PREMIUM_BASE - BASE:+.1f}" in WEIGHTS["premium_score"].doc
 
 
-def test_score_is_clamped_to_0_100() -> None:
-    hard = user("Prove, derive and justify the root cause, trade-offs and threat model. " * 3
-                + CODE * 4, system="You are a principal architect.", max_tokens=32000,
-                reasoning_effort="high", tools=[tool(f"write_file_{i}") for i in range(8)])
-    easy = user("hi, thanks", system="You are a friendly chatbot.", max_tokens=5)
-    assert score_request(hard).score == 100.0 and score_request(hard).tier == "premium"
-    assert score_request(easy).score >= 0.0 and score_request(easy).tier == "economy"
+def test_the_premium_score_is_capped_below_the_threshold_when_it_does_not_reach_it() -> None:
+    seen = False
+    for entry in load_training():
+        result = score_request(entry.request)
+        names = dict(result.contributions)
+        if "below_premium" in names:
+            seen = True
+            assert result.score == 59.9 and result.tier == "standard" and names["below_premium"] < 0
+    assert seen
 
 
 # --- thresholds -----------------------------------------------------------------------------------
@@ -218,14 +263,14 @@ def test_default_thresholds(score: float, tier: str) -> None:
     assert Thresholds().tier_for(score) == tier
 
 
-def test_thresholds_change_the_tier_not_the_score() -> None:
-    body = user("Write a Python function that validates an IBAN.")
+def test_thresholds_change_the_tier() -> None:
+    body = user("Write a Python function that validates an IBAN, with pytest tests.")
     default = score_request(body)
-    assert default.tier == "standard"
+    assert default.tier == "standard" and 35 <= default.score < 60
     strict = score_request(body, Thresholds(standard=default.score + 1, premium=90))
     loose = score_request(body, Thresholds(standard=0, premium=default.score))
     assert (strict.score, strict.tier) == (default.score, "economy")
-    assert (loose.score, loose.tier) == (default.score, "premium")
+    assert loose.tier in ("standard", "premium") and loose.score <= default.score
     assert score_request(body, Thresholds(50, 50)).tier in ("economy", "premium")
 
 
@@ -236,22 +281,38 @@ def test_bad_thresholds_are_refused(standard: Any, premium: Any) -> None:
         Thresholds(standard, premium)
 
 
-# --- whole requests ---------------------------------------------------------------------------------
+# --- whole requests: the labelling standard -------------------------------------------------------
 
 
-def test_a_greeting_is_economy_and_a_multi_file_refactor_with_tools_is_premium() -> None:
-    greeting = user("hello! how are you today?", system="You are a helpful assistant.")
-    refactor = user(
-        "Refactor the payments package: split service.py into charges.py, refunds.py and "
-        "webhooks.py, update every import across the repo and keep the tests passing.",
-        system="You are an autonomous coding agent.",
-        tools=[tool("read_file"), tool("write_file"), tool("grep"), tool("run_tests")])
-    assert score_request(greeting).tier == "economy"
-    assert score_request(refactor).tier == "premium"
+@pytest.mark.parametrize(("body", "tier"), [
+    (user("hello! how are you today?", system="You are a helpful assistant."), "economy"),
+    (user("What is the report's date?\n\n" + DOCUMENT), "economy"),  # long input, trivial ask
+    (user("I was charged twice, please refund me", system="Classify the message's intent. Reply "
+          "with JSON only.", response_format=ENUM_SCHEMA), "economy"),  # strict schema, enum
+    (user("Translate to French: the shop opens at nine."), "economy"),
+    ({"tools": [tool("get_order")], "messages": [
+        {"role": "user", "content": "where is my order 1234?"},
+        {"role": "assistant", "content": None, "tool_calls": [call(1)]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped", "eta": "Fri"}'}]},
+     "economy"),  # relaying a returned tool result
+    (user("Summarise this report for the board in 5 paragraphs.\n\n" + DOCUMENT), "standard"),
+    (user("Write a Python function that parses ISO 8601 dates with time zones and add pytest "
+          "tests for the edge cases."), "standard"),
+    (user("Refactor the payments package: split service.py into charges.py, refunds.py and "
+          "webhooks.py, update every import across the repo and keep the tests passing.",
+          system="You are an autonomous coding agent.",
+          tools=[tool("read_file"), tool("write_file"), tool("grep"), tool("run_tests")]), "premium"),
+    (user("Our Go service sometimes returns fewer results than ids under load, no error. Why?\n"
+          "```go\nfunc fetchAll(ids []string) []Item {\n  var wg sync.WaitGroup\n  var out []Item\n"
+          "  for _, id := range ids {\n    wg.Add(1)\n    go func() { defer wg.Done(); out = "
+          "append(out, get(id)) }()\n  }\n  wg.Wait()\n  return out\n}\n```"), "premium"),
+])
+def test_the_tier_follows_the_work_asked_for(body: dict[str, Any], tier: str) -> None:
+    assert score_request(body).tier == tier, score_request(body)
 
 
 def test_scoring_is_deterministic_and_does_not_mutate_the_body() -> None:
-    entries = load_entries()
+    entries = load_training()[::7]
     bodies = [copy.deepcopy(e.request) for e in entries]
     first = [score_request(e.request) for e in entries]
     second = [score_request(e.request) for e in entries]
@@ -261,91 +322,24 @@ def test_scoring_is_deterministic_and_does_not_mutate_the_body() -> None:
     assert score_request(reordered) == first[0]
 
 
-# --- the labelled set -----------------------------------------------------------------------------
+# --- training -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def entries() -> list[Entry]:
-    return load_entries()
+def test_fit_is_deterministic_and_separates_a_simple_signal() -> None:
+    rows = [{"hard": float(i % 3), "noise": float((i * 7) % 5)} for i in range(90)]
+    labels = [i % 3 for i in range(90)]
+    a1, b1 = train.fit_pair(rows, labels, ["hard", "noise"], l2=0.01)
+    a2, b2 = train.fit_pair(rows, labels, ["hard", "noise"], l2=0.01)
+    assert (a1, b1) == (a2, b2)
+    assert a1.weights[0] > 1 and b1.weights[0] > 1 and abs(a1.weights[1]) < a1.weights[0] / 5
+    chosen = [train.decide(a1.z(r) - a1.cuts[0], b1.z(r) - b1.cuts[0]) for r in rows]
+    assert chosen == labels
 
 
-def test_the_set_is_big_balanced_and_explained(entries: list[Entry]) -> None:
-    assert len(entries) >= 150
-    ids = [e.id for e in entries]
-    assert len(ids) == len(set(ids))
-    assert {e.category for e in entries} == set(CATEGORIES)
-    tiers = collections.Counter(e.tier for e in entries)
-    assert set(tiers) == set(TIERS)
-    assert all(0.25 <= n / len(entries) <= 0.42 for n in tiers.values()), tiers  # about a third
-    for e in entries:
-        assert len(e.why.split()) >= 4 and e.why.endswith("."), e.id  # one real sentence
-        messages = e.request["messages"]
-        assert any(m["role"] == "user" for m in messages), e.id
-        if e.category == "agentic":
-            assert e.request.get("tools"), e.id
-    by_category = collections.Counter(e.category for e in entries)
-    assert min(by_category.values()) >= 15, by_category
-
-
-def test_the_holdout_split_is_fixed_and_about_30_percent(entries: list[Entry]) -> None:
-    held = [e.id for e in entries if is_holdout(e.id)]
-    assert 0.25 <= len(held) / len(entries) <= 0.35
-    assert [is_holdout("chat-01"), is_holdout("code-16"), is_holdout("ag-14")] == \
-        [is_holdout("chat-01"), is_holdout("code-16"), is_holdout("ag-14")]  # pure
-    assert {e.tier for e in entries if is_holdout(e.id)} == set(TIERS)
-
-
-def test_evaluation_meets_the_issue_bar(entries: list[Entry]) -> None:
-    """The CI gate of issue 8: >= 80% exact tier, < 5% of premium-labelled sent to economy."""
-    report = evaluate(entries)
-    misses = [(r.id, r.label, r.chosen, r.score) for r in report.misses()]
-    assert report.accuracy >= MIN_ACCURACY, misses
-    assert report.premium_to_economy < MAX_PREMIUM_TO_ECONOMY, misses
-
-
-def test_report_arithmetic(entries: list[Entry]) -> None:
-    report = evaluate(entries)
-    matrix = report.confusion
-    assert sum(sum(row.values()) for row in matrix.values()) == report.total == len(entries)
-    assert sum(matrix[t][t] for t in TIERS) == report.correct
-    assert sum(report.share.values()) == pytest.approx(1.0)
-    assert 0 < report.cost("chosen") < report.cost("premium")
-    assert report.cost("economy") < report.cost("standard") < report.cost("premium")
-    held = report.subset(e.id for e in entries if is_holdout(e.id))
-    assert 0 < held.total < report.total
-
-
-def test_tier_prices_are_medians_over_openai_and_bedrock() -> None:
-    def m(name: str, tier: str, provider: str, price: float) -> dict[str, Any]:
-        return {"name": name, "tier": tier, "provider": provider, "context": 1000,
-                "price": {"input": price, "output": price * 4}}
-
-    catalog = Catalog.of(parse_models([
-        m("e1", "economy", "bedrock", 0.1), m("e2", "economy", "bedrock", 0.3),
-        m("e3", "economy", "groq", 0.0),  # another provider: not counted
-        m("s1", "standard", "openai", 1.0),
-        m("p1", "premium", "openai", 2.0), m("p2", "premium", "bedrock", 3.0),
-        m("p3", "premium", "openai", 10.0),
-    ]))
-    prices = tier_prices(catalog)
-    assert (prices["economy"].input, prices["economy"].output) == (pytest.approx(0.2), pytest.approx(0.8))
-    assert prices["economy"].models == ("e1", "e2")
-    assert prices["premium"].input == 3.0 and prices["standard"].input == 1.0
-    entry = Entry("x", "chat", "economy", "a test entry here", user("hi", max_tokens=100))
-    report = evaluate([entry], catalog=catalog)
-    r = report.results[0]
-    assert r.output_tokens == 100  # min(max_tokens, 500)
-    assert report.cost("premium") == pytest.approx((r.input_tokens * 3.0 + 100 * 12.0) / 1e6)
-
-
-def test_main_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--misses", "--check"]) == 0
-    out = capsys.readouterr().out
-    for text in ("exact-tier accuracy", "premium -> economy", "confusion", "Held-out part",
-                 "all premium", "share routed", "check: ok"):
-        assert text in out
-
-
-def test_main_refuses_bad_thresholds(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--standard", "80", "--premium", "60"]) == 2
-    assert "auto_tier.standard" in capsys.readouterr().out
+def test_the_model_file_has_its_parts() -> None:
+    model = load_model()
+    assert set(model) >= {"features", "standard", "premium", "fit", "training"}
+    with pytest.raises(ValueError, match="unknown features"):
+        load_model(json.dumps({**model, "features": ["nope", *model["features"][1:]]}))
+    with pytest.raises(ValueError, match="points"):
+        load_model(json.dumps({**model, "features": model["features"][1:]}))

@@ -1,5 +1,6 @@
-"""The cues the auto tier looks for (``sidecar.core.routing.signals``): vocabularies of words and
-phrases, ``` fence tags, substrings of tool names and of the sample.
+"""The cues the hand-weighted scorer looks for (``sidecar.core.routing.signals``; the learned
+model's are in ``askcues``): vocabularies of words and phrases, ``` fence tags, substrings of tool
+names and of the sample.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""What the auto tier scorer (``sidecar.core.routing.autotier``) reads of a request: its
-signals (``_Signals``), counted from bounded windows of the conversation.
+"""What the hand-weighted scorer of issue 8 (``sidecar.core.routing.handscore``, now only the
+baseline the learned model of ``sidecar.core.routing.autotier`` is compared with) reads of a
+request: its signals (``_Signals``), counted from bounded windows of the conversation. The
+helpers that bound the windows (``_ends``, ``_normalise``, ``_count``) serve ``ask.py`` too.
 
 Where the words come from (all lower-cased ASCII, punctuation and hyphens as spaces):
 - the *system* text: the head of the first system/developer message (role cues);

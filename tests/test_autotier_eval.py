@@ -1,0 +1,216 @@
+"""The labelled corpus (sidecar/cli/autotier_corpus.py), the shipped model against a fresh
+training run, and ``model-router eval-tiers`` (sidecar/cli/autotier_eval.py): cross-validation
+and the untouched batch."""
+
+from __future__ import annotations
+
+import collections
+import json
+from typing import Any
+
+import pytest
+
+from sidecar.cli.autotier_corpus import (
+    CORPUS,
+    HOLDOUT,
+    OLD_SET,
+    TRAINING_BATCHES,
+    Entry,
+    TrainingData,
+    corpus_digest,
+    holdout_available,
+    load_holdout,
+    load_training,
+    parse_entries,
+    training_data,
+)
+from sidecar.cli.autotier_eval import (
+    CATEGORIES,
+    MAX_PREMIUM_TO_ECONOMY,
+    MIN_ACCURACY,
+    EvalReport,
+    cross_validated,
+    evaluate,
+    main,
+    tier_prices,
+)
+from sidecar.core.config.catalog import Catalog, parse_models
+from sidecar.core.routing import train
+from sidecar.core.routing.autotier import TIERS, load_model
+
+# The untouched batch was evaluated once, at the end of issue 17, with the model as shipped: 91 of
+# 132 exact (68.9%), 0 of 44 premium sent to economy (0.0%). The issue's bar is >= 75% exact
+# (MIN_ACCURACY: not reached) and < 3% premium -> economy (reached). The floor is what was got,
+# so that a change that makes it worse fails; nothing was tuned on this batch to pass.
+HOLDOUT_FLOOR_ACCURACY = 91 / 132
+HOLDOUT_CEILING_PREMIUM_TO_ECONOMY = MAX_PREMIUM_TO_ECONOMY
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    return training_data()
+
+
+@pytest.fixture(scope="module")
+def holdout() -> list[Entry]:
+    if not holdout_available():
+        pytest.skip(f"{CORPUS}/{HOLDOUT} is not there")
+    return load_holdout()
+
+
+# --- the corpus -------------------------------------------------------------------------------------
+
+
+def test_every_batch_is_valid_and_ids_are_unique_across_batches(holdout: list[Entry]) -> None:
+    entries = load_training() + holdout
+    ids = [e.id for e in entries]
+    assert len(ids) == len(set(ids)), [i for i, n in collections.Counter(ids).items() if n > 1]
+    for e in entries:
+        assert e.tier in TIERS and e.category in CATEGORIES, e.id
+        assert len(e.why.split()) >= 4, e.id
+        assert any(m.get("role") == "user" for m in e.request["messages"]), e.id
+    batches = collections.Counter(e.batch for e in entries)
+    assert set(batches) == {*TRAINING_BATCHES, "old", "holdout"}
+    for batch in TRAINING_BATCHES:
+        tiers = collections.Counter(e.tier for e in entries if e.batch == batch)
+        assert set(tiers) == set(TIERS) and min(tiers.values()) >= 0.25 * sum(tiers.values()), batch
+
+
+def test_a_family_stays_in_one_batch(holdout: list[Entry]) -> None:
+    batches_of: dict[str, set[str]] = collections.defaultdict(set)
+    for e in load_training() + holdout:
+        if e.family:
+            batches_of[e.family].add(e.batch)
+    assert batches_of and all(len(b) == 1 for b in batches_of.values())
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("version: 1", "entries"),
+    ("entries: [3]", "mapping"),
+    ("entries: [{id: a, category: chat, tier: economy, why: x}]", "missing request"),
+    ("entries: [{id: a, category: chat, tier: cheap, why: x, request: {messages: []}}]", "tier"),
+    ("entries: [{id: a, category: chat, tier: economy, why: x, request: {model: m}}]", "messages"),
+])
+def test_bad_sets_are_refused(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse_entries(text)
+
+
+# --- the shipped model and a fresh training run ---------------------------------------------------
+
+
+def test_the_shipped_model_is_a_fresh_training_run(data: TrainingData) -> None:
+    model = load_model()
+    fit = model["fit"]
+    fresh = train.build(data.rows, data.labels, data.names, l2=fit["l2"],
+                        margins=(fit["margins"][0], fit["margins"][1]))
+    assert fresh["features"] == model["features"]
+    for part in ("standard", "premium"):
+        assert fresh[part]["base"] == pytest.approx(model[part]["base"], abs=0.011)
+        assert fresh[part]["points"] == pytest.approx(model[part]["points"], abs=0.0011)
+    again = train.build(data.rows, data.labels, data.names, l2=fit["l2"],
+                        margins=(fit["margins"][0], fit["margins"][1]))
+    assert again == fresh  # deterministic
+
+
+def test_the_model_was_trained_on_this_corpus(data: TrainingData) -> None:
+    training = load_model()["training"]
+    corpus = training["corpus"]
+    assert corpus["sha256"] == corpus_digest(), "the corpus changed: run scripts/train_autotier.py"
+    assert corpus["entries"] == dict(collections.Counter(data.groups))
+    assert HOLDOUT not in json.dumps(corpus["files"]) and OLD_SET in corpus["files"]
+    cv = training["cross_validation"]
+    assert cv["chosen"]["premium_to_economy"] <= train.MAX_PREMIUM_TO_ECONOMY
+    assert cv["chosen"]["exact"] > cv["hand_scorer"]["exact"] + 0.1
+
+
+def test_cross_validation_reproduces_the_recorded_numbers(data: TrainingData) -> None:
+    report = cross_validated(data)
+    chosen = load_model()["training"]["cross_validation"]["chosen"]
+    assert report.total == sum(not a for a in data.always)
+    assert report.accuracy == pytest.approx(chosen["exact"], abs=1e-4)
+    assert report.premium_to_economy == pytest.approx(chosen["premium_to_economy"], abs=1e-4)
+    matrix = [[report.confusion[a][b] for b in TIERS] for a in TIERS]
+    assert matrix == chosen["confusion"]
+
+
+def test_choose_prefers_accuracy_within_the_premium_to_economy_bound() -> None:
+    def trial(l2: float, margins: tuple[float, float], exact: int, p2e: int) -> train.Trial:
+        return train.Trial(l2, margins, [[10, 0, 0], [0, exact, 10 - exact], [p2e, 0, 10 - p2e]], {})
+
+    unsafe = trial(0.01, (0.0, 0.0), 10, 5)
+    safe = trial(0.01, (0.5, 0.5), 8, 0)
+    tied = trial(0.1, (0.5, 0.5), 8, 0)
+    assert train.choose([unsafe, safe]) is safe
+    assert train.choose([safe, tied]) is tied
+
+
+# --- the untouched batch --------------------------------------------------------------------------
+
+
+def test_the_untouched_batch(holdout: list[Entry]) -> None:
+    """On a batch nothing was chosen on: no worse than when it was first evaluated (the issue's bar
+    of >= 75% exact was not reached; < 3% premium -> economy was)."""
+    report = evaluate(holdout)  # per-entry results are not looked at: numbers only
+    assert report.accuracy >= HOLDOUT_FLOOR_ACCURACY, f"{report.accuracy:.1%}"
+    assert report.premium_to_economy < HOLDOUT_CEILING_PREMIUM_TO_ECONOMY, \
+        f"{report.premium_to_economy:.1%}"
+
+
+def test_report_arithmetic(holdout: list[Entry]) -> None:
+    report = evaluate(holdout)
+    matrix = report.confusion
+    assert sum(sum(row.values()) for row in matrix.values()) == report.total == len(holdout)
+    assert sum(matrix[t][t] for t in TIERS) == report.correct
+    assert sum(report.share.values()) == pytest.approx(1.0)
+    assert 0 < report.cost("chosen") < report.cost("premium")
+    assert report.cost("economy") < report.cost("standard") < report.cost("premium")
+    assert 0 < report.subset([holdout[0].id]).total == 1
+
+
+def test_tier_prices_are_medians_over_openai_and_bedrock() -> None:
+    def m(name: str, tier: str, provider: str, price: float) -> dict[str, Any]:
+        return {"name": name, "tier": tier, "provider": provider, "context": 1000,
+                "price": {"input": price, "output": price * 4}}
+
+    catalog = Catalog.of(parse_models([
+        m("e1", "economy", "bedrock", 0.1), m("e2", "economy", "bedrock", 0.3),
+        m("e3", "economy", "groq", 0.0),  # another provider: not counted
+        m("s1", "standard", "openai", 1.0),
+        m("p1", "premium", "openai", 2.0), m("p2", "premium", "bedrock", 3.0),
+        m("p3", "premium", "openai", 10.0),
+    ]))
+    prices = tier_prices(catalog)
+    assert (prices["economy"].input, prices["economy"].output) == (pytest.approx(0.2), pytest.approx(0.8))
+    assert prices["economy"].models == ("e1", "e2")
+    assert prices["premium"].input == 3.0 and prices["standard"].input == 1.0
+    entry = Entry("x", "chat", "economy", "a test entry here",
+                  {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100})
+    report: EvalReport = evaluate([entry], catalog=catalog)
+    r = report.results[0]
+    assert r.output_tokens == 100  # min(max_tokens, 500)
+    assert report.cost("premium") == pytest.approx((r.input_tokens * 3.0 + 100 * 12.0) / 1e6)
+
+
+def test_main_prints_the_report(holdout: list[Entry], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for text in ("Untouched batch", "exact-tier accuracy", "premium -> economy", "confusion",
+                 "Cross-validation", "by batch", "of all-premium", "share routed", "Prices"):
+        assert text in out
+    # --check holds the model to the issue's bar (>= 75% exact), which it does not reach
+    assert main(["--check", "--no-cv"]) == (0 if MIN_ACCURACY <= HOLDOUT_FLOOR_ACCURACY else 1)
+
+
+def test_main_evaluates_a_given_set_and_refuses_bad_input(tmp_path: Any,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "set.yaml"
+    path.write_text("entries:\n- id: a\n  category: chat\n  tier: economy\n  why: a greeting to "
+                    "answer.\n  request: {messages: [{role: user, content: hi}]}\n")
+    assert main(["--set", str(path), "--no-cv", "--misses"]) == 0
+    out = capsys.readouterr().out
+    assert "exact-tier accuracy  100.0%" in out and "Misrouted entries" in out
+    assert main(["--standard", "80", "--premium", "60"]) == 2
+    assert "auto_tier.standard" in capsys.readouterr().out
+    path.write_text("entries: nope\n")
+    assert main(["--set", str(path)]) == 2
