@@ -24,7 +24,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sidecar.state.redis import MAX_REASON, RedisStore, scrub
+from sidecar.state.redis import MAX_REASON, connect, redact, scrub
 
 log = logging.getLogger("sidecar")
 
@@ -118,7 +118,7 @@ class LocalCache:
 
 class RedisCache:
     """Cached answers in Redis at ``url``: ``SET cache:<key> value PX <ttl ms>`` and ``GET``.
-    The client and its pool are the budget store's (``sidecar.state.redis.RedisStore``):
+    The client is made as the budget store's (``sidecar.state.redis.connect``):
     ``timeout`` bounds connecting and each answer, ``max_connections`` the calls at once."""
 
     name: str = "redis"
@@ -127,10 +127,9 @@ class RedisCache:
 
     def __init__(self, url: str, *, timeout: float = 0.25, max_connections: int = 50,
                  retry_after: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._store = RedisStore(url, timeout=timeout, max_connections=max_connections)
-        self._redis: Redis = self._store._redis  # the same construction as the budget store's
+        self._redis: Redis = connect(url, timeout=timeout, max_connections=max_connections)
         self.url = url
-        self.where = self._store.where  # the URL without credentials
+        self.where = redact(url)  # the URL without credentials
         self.retry_after = retry_after
         self._clock = clock
         self._skip_until = float("-inf")
@@ -160,7 +159,7 @@ class RedisCache:
         self._reached()
 
     async def close(self) -> None:
-        await self._store.close()
+        await self._redis.aclose()
 
     def _skip(self) -> bool:
         return not self.up and self._clock() < self._skip_until

@@ -67,6 +67,16 @@ return 1
 MAX_REASON = 200
 
 
+def connect(url: str, *, timeout: float, max_connections: int) -> Redis:
+    """An asyncio client for the sidecar's stores: short timeouts, no retries (a retried
+    script could count twice), and a blocking pool so a burst waits for a connection (up to
+    4x ``timeout``, at least 1 s) instead of failing as if Redis were down."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=max(1.0, 4 * timeout),
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+    return Redis.from_pool(pool)
+
+
 class RedisStore:
     """Budget counts shared through Redis at ``url`` (see the module docstring); ``name`` is
     ``"redis"``. ``timeout`` bounds connecting and each answer, in seconds. At most
@@ -78,10 +88,7 @@ class RedisStore:
     def __init__(self, url: str, *, timeout: float = 0.25, max_connections: int = 50) -> None:
         self.url = url
         self.where = redact(url)
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=max(1.0, 4 * timeout),
-            socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
-        self._redis: Redis = Redis.from_pool(pool)
+        self._redis: Redis = connect(url, timeout=timeout, max_connections=max_connections)
         self._reserve = self._redis.register_script(RESERVE)
         self._settle = self._redis.register_script(SETTLE)
 

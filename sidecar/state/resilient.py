@@ -28,14 +28,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
 
+from sidecar.core.config.state import WHEN_DOWN, WhenDown
 from sidecar.state import BudgetStore, Claim, Counts, Reservation, Reserved, StoreUnavailable
 from sidecar.state.local import LocalStore
 
 log = logging.getLogger("sidecar")
-
-WhenDown = Literal["local", "refuse"]
 
 
 class ResilientStore:
@@ -45,7 +43,7 @@ class ResilientStore:
     def __init__(self, primary: BudgetStore, fallback: LocalStore, *, when_down: WhenDown,
                  on_change: Callable[[bool], None] | None = None, retry_after: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if when_down not in ("local", "refuse"):
+        if when_down not in WHEN_DOWN:
             raise ValueError(f"when_down must be 'local' or 'refuse', not {when_down!r}")
         self.primary = primary
         self.fallback = fallback
