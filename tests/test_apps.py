@@ -43,7 +43,7 @@ def refused(apps: str) -> str:
      "an app must be a mapping with name, match and routes"),
     ("  - match: {proxy_user: x}\n", "r.yaml:4: apps[0].name", "required, a non-empty string"),
     ("  - name: a\n    rules: {}\n", "r.yaml:5: apps[0].rules",
-     "unknown key; allowed: budget, match, name, routes, shadow"),
+     "unknown key; allowed: budget, cache, match, name, routes, shadow"),
     ("  - name: a\n    shadow: sometimes\n", "r.yaml:5: apps[0].shadow", "must be true or false"),
     # match
     ("  - name: a\n    match: {}\n", "r.yaml:5: apps[0].match", "must be a mapping with any of:"),

@@ -43,7 +43,7 @@ def refused(text: str) -> str:
     ("- a\n- b\n", "r.yaml:1", "the rules file must be a mapping"),
     # top level
     ("version: 1\nrouting: {}\n", "r.yaml:2: routing",
-     "unknown key; allowed: apps, budget, catalog, defaults,"),
+     "unknown key; allowed: apps, budget, cache, catalog, defaults,"),
     ("version: 2\n", "r.yaml:1: version", "only version 1 is supported"),
     ("shadow: yes please\n", "r.yaml:1: shadow", "must be true or false"),
     # providers

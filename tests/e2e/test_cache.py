@@ -220,9 +220,9 @@ def test_a_redis_store_killed_mid_run_is_a_miss_never_an_error(
             text, header, _ = ask(sidecar)  # a miss, answered by the provider
             assert header == "miss" and text
             assert value(scrape(sidecar), "sidecar_cache_store_errors_total") >= 1
-            redis.restart()
-            assert wait_for(lambda: ask(sidecar)[1] == "miss"
-                            and ask(sidecar)[1] == "hit", 15)
+            redis.restart()  # empty: what it held was lost with it
+            # Stored again, and read back: Redis serves as the shared store once more.
+            assert wait_for(lambda: ask(sidecar)[1] == "hit", 15)
 
 
 def test_a_stream_without_usage_is_stored_with_the_providers_usage(

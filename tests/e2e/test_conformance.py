@@ -301,7 +301,7 @@ def test_cell(world: World, cell: mx.Cell) -> None:
     intent = cell.intent
     auto_tier = headers.get("x-model-router-auto-tier")
     if intent.rank is not None and intent.rank[1] == "auto":
-        assert auto_tier in mx.TIERS and 0 <= int(headers["x-model-router-auto-score"]) <= 100
+        assert auto_tier in mx.TIERS and 0 <= float(headers["x-model-router-auto-score"]) <= 100
     else:
         assert auto_tier is None
     model = intent.expected(auto_tier)
