@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.core.config.yamlfile import FieldError, key_name, unknown_keys
+from sidecar.core.config.yamlfile import FieldError, key_name, parse_duration, unknown_keys
 
 KEY_VERSION = 1  # bump when the key's ingredients change: old entries are then never hit
 NOT_IN_KEY = frozenset({"model", "stream", "stream_options", "prefer", "tier"})
@@ -42,7 +42,6 @@ MAX_TTL = 30 * 86400.0
 MAX_SIZE = 1 << 40
 _KEYS = {"ttl", "any", "max_entry_bytes"}
 _STORE_KEYS = {"max_bytes"}
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZES = {"": 1, "b": 1, "kb": 1 << 10, "kib": 1 << 10, "mb": 1 << 20, "mib": 1 << 20,
           "gb": 1 << 30, "gib": 1 << 30}
 
@@ -100,14 +99,7 @@ def parse_cache_store(raw: Any, where: str = "cache") -> CacheStoreSpec:
 
 
 def _duration(raw: Any, where: str) -> float:
-    match = None if isinstance(raw, bool) else re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)",
-                                                             str(raw).strip())
-    if match is None:
-        raise FieldError(where, f"{raw!r} is not a duration like 30m, 1h or 1d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if not MIN_TTL <= seconds <= MAX_TTL:
-        raise FieldError(where, "must be from 1s to 30d")
-    return seconds
+    return parse_duration(raw, where, minimum=MIN_TTL, maximum=MAX_TTL, limits="from 1s to 30d")
 
 
 def _size(raw: Any, where: str) -> int:

@@ -19,20 +19,26 @@ Paths are relative to the rules file. ``sidecar.proxy.catalog`` fetches and merg
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sidecar.core.config.yamlfile import FieldError, key_name, key_step, unknown_keys
+from sidecar.core.config.yamlfile import (
+    FieldError,
+    key_name,
+    key_step,
+    parse_duration,
+    unknown_keys,
+)
 
 Format = Literal["litellm", "openrouter"]
 FORMATS: tuple[Format, ...] = ("litellm", "openrouter")
 DEFAULT_REFRESH = 6 * 3600.0
 MIN_REFRESH = 60.0
 DEFAULT_TIMEOUT = 10.0
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _KEYS = {"files", "sources", "scores", "discover", "refresh", "timeout"}
 _SOURCE_KEYS = {"name", "format", "url", "file", "provider"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
@@ -142,13 +148,8 @@ def _location(raw: Any, base: Path, key: str, *, url: bool | None = None) -> str
 def _refresh(raw: Any) -> float:
     if raw is None:
         return DEFAULT_REFRESH
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", str(raw).strip())
-    if match is None or isinstance(raw, bool):
-        raise FieldError("catalog.refresh", f"{raw!r} is not a duration like 30m, 6h or 1d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds < MIN_REFRESH:
-        raise FieldError("catalog.refresh", "must be at least 1m")
-    return seconds
+    return parse_duration(raw, "catalog.refresh", minimum=MIN_REFRESH, maximum=math.inf,
+                          limits="at least 1m")
 
 
 def _timeout(raw: Any) -> float:

@@ -8,6 +8,7 @@ into a line number.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
@@ -179,3 +180,19 @@ def unknown_keys(raw: Mapping[Any, Any], allowed: Iterable[str]) -> list[Any]:
     """The keys of ``raw`` not in ``allowed``, ordered by their text (keys need not be strings)."""
     known = set(allowed)
     return sorted((k for k in raw if not isinstance(k, str) or k not in known), key=str)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: Any, where: str, *, minimum: float, maximum: float, limits: str) -> float:
+    """``30s``, ``30m``, ``6h``, ``1d`` or a number of seconds, within [minimum, maximum]
+    (``limits`` says so in the error, e.g. "from 1s to 30d")."""
+    match = None if isinstance(raw, bool) else re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)",
+                                                             str(raw).strip())
+    if match is None:
+        raise FieldError(where, f"{raw!r} is not a duration like 30m, 6h or 1d")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if not minimum <= seconds <= maximum:
+        raise FieldError(where, f"must be {limits}")
+    return seconds
