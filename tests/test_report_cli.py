@@ -441,3 +441,23 @@ def test_explain_shows_the_budget_step_from_the_live_spend(tmp_path: Path) -> No
                    catalog=rules.catalog)
     out = render_explain(rules, body, app="nightly", view=calm)
     assert "$1.000000 used; not degraded" in out and "plan: gpt-4o (openai)" in out
+
+
+def test_check_shows_budgets_cache_state_and_catalog_sources_without_the_redis_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\nstate: {redis: 'redis://user:s3cret@redis.internal:6379/0'}\n"
+        "budget: {usd: 500, per: month}\n"
+        "catalog: {sources: [{name: prices, format: litellm, url: 'https://x.example/p.json'}]}\n"
+        "apps:\n  - name: nightly\n    match: {proxy_user: summarizer}\n"
+        "    budget: {usd: 50, per: day, degrade: [{at: 80%, tier: economy}]}\n"
+        "    cache: {ttl: 1h}\n")
+    code, out, err = run(capsys, "check", "--rules", str(path))
+    assert (code, err) == (0, "")
+    assert "    budget: $50 per day; degrade at 80%: tier economy; at the limit: refuse" in out
+    assert "    cache: ttl 3600s" in out
+    assert "Budget of all apps together: $500 per month" in out
+    assert "redis.internal" in out and "s3cret" not in out
+    assert "refreshed every 21600 s from: prices (litellm)" in out

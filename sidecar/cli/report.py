@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sidecar.core.budget import GLOBAL, DegradeStep, to_micros
+from sidecar.core.budget import GLOBAL, BudgetSpec, DegradeStep, to_micros
 from sidecar.core.config.apps import DEFAULT_APP, AppSpec
 from sidecar.core.config.catalog import ModelSpec
 from sidecar.core.config.rules import RuleSet
@@ -18,6 +18,7 @@ from sidecar.core.routing.autotier import WEIGHTS
 from sidecar.core.routing.decision import Health, expected_output_tokens
 from sidecar.core.routing.latency import LatencyEstimate
 from sidecar.core.routing.policy import choose_route
+from sidecar.state.redis import redact
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -53,10 +54,32 @@ def render_check(rules: RuleSet, providers_down: Mapping[str, str]) -> str:
         out.append(f"  {app.name}  match: {match}" + ("  [shadow]" if app.shadow else ""))
         for r in app.routes:
             out.append(f"    {r.pattern!r:<18} -> {_describe_route(r)}")
+        if app.budget is not None:
+            out.append(f"    budget: {_describe_budget(app.budget)}")
+        if app.cache is not None:
+            out.append(f"    cache: {app.cache.describe()}")
+    if rules.budget is not None:
+        out += ["", f"Budget of all apps together: {_describe_budget(rules.budget)}"]
+    if rules.state.redis is not None:
+        out.append(f"State: Redis {redact(rules.state.redis)} (while unreachable: "
+                   f"{rules.state.when_down})")
     usable = sum(1 for m in rules.catalog if m.provider in rules.providers
                  and m.provider not in providers_down)
     out += ["", f"Catalog: {len(rules.catalog)} models, {usable} on available providers"]
+    spec = rules.catalog_spec
+    if spec.refreshes:
+        out.append(f"  refreshed every {spec.refresh:g} s from: " + ", ".join(
+            [f"{s.name} ({s.format}{', served by ' + s.provider if s.provider else ''})"
+             for s in spec.sources] + (["scores"] if spec.scores else [])
+            + (["provider discovery"] if spec.discover else [])))
     return "\n".join(out)
+
+
+def _describe_budget(budget: BudgetSpec) -> str:
+    steps = "; ".join(s.describe() for s in budget.degrade)
+    return budget.describe() + (f"; degrade {steps}" if steps else "") + (
+        f"; at the limit: {budget.at_limit}")
+
 
 
 def _describe_match(match: Any) -> str:
