@@ -237,3 +237,50 @@ def test_a_stream_without_usage_is_stored_with_the_providers_usage(
     assert header == "hit" and usage is not None and usage.completion_tokens > 0
     assert text == "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert value(scrape(sidecar), "sidecar_cache_saved_usd_total", app="cached") > 0
+
+
+BEDROCK_RULES = """
+version: 1
+intercept: [api.openai.com]
+providers:
+  aws: {{type: bedrock, region: us-east-1, endpoint_url: "{runtime}"}}
+models:
+  - {{name: b, provider: aws, id: "us.acme.chat-v1:0", tier: standard, context: 128000,
+      price: {{input: 2, output: 8}}}}
+apps:
+  - name: cached
+    match: {{header: {{x-app: cached}}}}
+    cache: {{ttl: 1h}}
+    budget: {{usd: 100, per: day}}
+    routes: {{"*": b}}
+"""
+
+
+@pytest.mark.parametrize("first, second", [(True, False), (False, True)],
+                         ids=["stream-then-json", "json-then-stream"])
+def test_a_bedrock_answer_is_cached_and_budgeted_in_either_shape(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: bool, second: bool) -> None:
+    """Cache x Bedrock (an event stream transcoded to SSE, assembled back) x budget: the miss
+    is reserved and settled at its real cost; the hit draws nothing from the budget."""
+    from tests.fakes import bedrock as fb
+    from tests.providers.builders import use_test_credentials
+
+    use_test_credentials(monkeypatch, tmp_path)
+    with fb.FakeBedrock() as runtime:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(BEDROCK_RULES.format(runtime=runtime.url))
+        with RunningSidecar(rules, tmp_path / "home", environ={}) as sidecar:
+            text, header, usage = ask(sidecar, stream=first)
+            assert header == "miss" and len(runtime.requests) == 1
+            m = scrape(sidecar)
+            spent = value(m, "sidecar_budget_spent_usd", app="cached", period="day")
+            assert spent > 0  # the miss reserved its expected cost
+            cost = (usage.prompt_tokens * 2 + usage.completion_tokens * 8) / 1e6
+            again, header, usage_again = ask(sidecar, stream=second)
+            assert header == "hit" and len(runtime.requests) == 1 and again == text
+            assert usage_again.total_tokens == usage.total_tokens
+            m = scrape(sidecar)
+            assert value(m, "sidecar_cost_usd_total", app="cached", model="b") == (
+                pytest.approx(cost))
+            # The hit reserved nothing: the gauge still shows what the miss left behind.
+            assert value(m, "sidecar_budget_spent_usd", app="cached", period="day") == spent
