@@ -97,7 +97,7 @@ def test_cue_words_inside_pasted_material_do_not_count_as_the_ask() -> None:
     essay = ("Historians prove the root cause of the decline and design a rigorous architecture. "
              * 40)
     got = features(user("Give this essay a title.\n\n" + essay))
-    assert got["ask_short_output"] == 1.0
+    assert got["ask_small"] == 1.0
     assert not {"ask_prove", "ask_root_cause", "ask_design"} & set(got)
 
 
@@ -121,9 +121,9 @@ def test_the_agent_loop() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "feature"), [
-    (ENUM_SCHEMA, "schema_enum"), (NESTED_SCHEMA, "schema_nested"), ({"type": "json_object"}, "json_object"),
+    (ENUM_SCHEMA, "schema_small"), (NESTED_SCHEMA, "schema_nested"), ({"type": "json_object"}, "json_object"),
     ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {
-        f"f{i}": {"type": "string"} for i in range(8)}}}}, "schema_flat"),
+        f"f{i}": {"type": "string"} for i in range(8)}}}}, "schema_small"),
 ])
 def test_what_is_asked_back(fmt: dict[str, Any], feature: str) -> None:
     assert features(user("x", response_format=fmt))[feature] == 1.0
@@ -141,6 +141,17 @@ def test_what_is_asked_back(fmt: dict[str, Any], feature: str) -> None:
     (user("go", tools=[tool("a"), tool("b"), tool("c")]), "tools_offered"),
     (user("Tell me about the printing press.", max_tokens=50), "small_max_tokens"),
     (user("Look at this.", system="You are a senior staff engineer."), "sys_expert"),
+    (user("Is the invoice paid? Yes or no.\n\n" + DOCUMENT), "short_answer"),
+    (user("Translate to German: the parcel left the depot."), "translate_plain"),
+    (user("Translate this slogan into French, keeping the wordplay: fresh beans, no has-beens."),
+     "translate_styled"),
+    (user(DOCUMENT, system="You are a translator. Translate into Spanish in a formal register."),
+     "translate_styled"),
+    (user("Extract every line item into a nested JSON array of objects.\n\n" + DOCUMENT),
+     "extract_messy"),
+    (user("Give me a quick one-line summary of this.\n\n" + DOCUMENT), "summary_short"),
+    (user("Compare the two reports and reconcile the figures.\n\n---\n" + DOCUMENT + "\n---\n"
+          + DOCUMENT), "multi_doc"),
 ])
 def test_feature_present(body: dict[str, Any], feature: str) -> None:
     assert features(body).get(feature, 0) > 0, features(body)

@@ -1,8 +1,10 @@
 """The labelled corpus of tier auto (``sidecar/data/autotier/``) and the training data made of it.
 
 - the training batches (``TRAINING_BATCHES``) and the older set of issue 8 (``OLD_SET``), which is
-  always in the training folds and never tested;
-- ``holdout.yaml``: the untouched batch, read only to evaluate (``model-router eval-tiers``).
+  always in the training folds and never tested. ``holdout.yaml`` was the untouched batch of the
+  previous round; evaluated once, it is now a training batch like the others;
+- ``untouched.yaml`` (``UNTOUCHED``): the untouched batch, read only to evaluate
+  (``model-router eval-tiers``), never to train or to choose anything.
 
 Each entry: id, category, tier (the label), why, request (a chat.completions body), optionally
 app and family (entries of one family share a document). This module does not import the
@@ -24,9 +26,9 @@ from sidecar.core.routing.features import FEATURES
 from sidecar.core.vocabulary import TIERS
 
 CORPUS = "autotier"  # the folder of sidecar/data with the batches
-TRAINING_BATCHES = ("support", "docs", "dev", "agents", "reasoning")
+TRAINING_BATCHES = ("support", "docs", "dev", "agents", "reasoning", "holdout")
 OLD_SET = "autotier_eval.yaml"  # the set of issue 8, in sidecar/data: training only
-HOLDOUT = "holdout.yaml"
+UNTOUCHED = "untouched.yaml"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -94,12 +96,12 @@ def load_training() -> list[Entry]:
     return entries + load_entries(packaged=OLD_SET, batch="old")
 
 
-def holdout_available() -> bool:
-    return resources.files("sidecar.data").joinpath(f"{CORPUS}/{HOLDOUT}").is_file()
+def untouched_available() -> bool:
+    return resources.files("sidecar.data").joinpath(f"{CORPUS}/{UNTOUCHED}").is_file()
 
 
-def load_holdout() -> list[Entry]:
-    return load_entries(packaged=f"{CORPUS}/{HOLDOUT}", batch="holdout")
+def load_untouched() -> list[Entry]:
+    return load_entries(packaged=f"{CORPUS}/{UNTOUCHED}", batch="untouched")
 
 
 @dataclass(frozen=True, slots=True)

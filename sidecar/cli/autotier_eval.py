@@ -1,7 +1,8 @@
 """``model-router eval-tiers``: how well tier auto routes the labelled corpus.
 
 The corpus (``sidecar.cli.autotier_corpus``): training batches, plus the older
-``autotier_eval.yaml`` always used for training, and ``holdout.yaml``, the untouched batch, which
+``autotier_eval.yaml`` always used for training (``holdout.yaml``, the previous round's untouched
+batch, is now one of the training batches), and ``untouched.yaml``, the untouched batch, which
 nothing was chosen on. The report gives, for the untouched batch as the shipped model routes it,
 and for the training batches under leave-one-batch-out cross-validation (a model trained without
 the batch it is tested on, ``sidecar.core.routing.train``): exact-tier accuracy, how many
@@ -28,14 +29,14 @@ import yaml
 
 from sidecar.cli.autotier_corpus import (
     CORPUS,
-    HOLDOUT,
     TRAINING_BATCHES,
+    UNTOUCHED,
     Entry,
     TrainingData,
-    holdout_available,
     load_entries,
-    load_holdout,
+    load_untouched,
     training_data,
+    untouched_available,
 )
 from sidecar.core.config.catalog import Catalog, load_builtin_catalog
 from sidecar.core.facts import estimate_prompt_tokens
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         thresholds = Thresholds(standard=args.standard, premium=args.premium)
         entries = load_entries(args.set) if args.set else \
-            load_holdout() if holdout_available() else []
+            load_untouched() if untouched_available() else []
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"eval-tiers: {e}")
         return 2
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Auto-tier evaluation (thresholds: standard >= {thresholds.standard:g}, "
           f"premium >= {thresholds.premium:g})\n")
     report = evaluate(entries, thresholds, catalog)
-    title = args.set or f"Untouched batch ({CORPUS}/{HOLDOUT})"
+    title = args.set or f"Untouched batch ({CORPUS}/{UNTOUCHED})"
     print(render(report, title=title) if entries else f"{title}: not found")
     if entries:
         cats = {c: [r.id for r in report.results if r.category == c] for c in CATEGORIES}
@@ -266,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         data = training_data()
         cv = cross_validated(data, catalog)
         print()
-        print(render(cv, title="Cross-validation, leave one batch out (the older set always "
-                               "trains)"))
+        print(render(cv, title="Cross-validation, leave one batch out over "
+                               f"{', '.join(TRAINING_BATCHES)} (holdout.yaml, the previous "
+                               "round's untouched batch, is now a training batch; the older set "
+                               "always trains)"))
         batches = {b: [e.id for e in data.entries if e.batch == b] for b in TRAINING_BATCHES}
         print(render_by(cv, batches, title="  by batch"))
         if args.misses:

@@ -12,7 +12,10 @@ not zero, as plain numbers. Where they come from:
 - the *material*: everything else -- pasted documents and code, the system prompt's policy text,
   the history, tool results -- of which only sizes, counts and a few marks are read;
 - the agent loop: tools offered, tool rounds, whether the last message is a tool result to relay;
-- what is asked back: a json_schema (small and enum-like, or nested), max_tokens.
+- what is asked back: a json_schema (small, or nested), max_tokens;
+- the borders the labelling standard draws: a bare answer (yes or no, one word), a translation
+  with or without demands on style, an extraction with structure to build, a short summary, an
+  ask across several documents.
 
 Speed: every scan is bounded whatever the size of the conversation (windows of the last user
 message and of the system prompt, a sample for code marks); what grows with the conversation is
@@ -162,14 +165,19 @@ def ask_features(body: Mapping[str, Any]) -> dict[str, float]:
         f["ask_in_system"] = 1.0  # the user message is only material: the task is the system's
     task = own + "\n" + _instructions(sys_head)
     aw, ab = _words(task)
-    for name, cue in c.ASK_CUES:
-        f[name] = min(3, _hits(aw, ab, cue))
+    for name, cues in c.ASK_CUES:
+        f[name] = sum(min(3, _hits(aw, ab, cue)) for cue in cues)
     digits = len(ob) - len(ob.translate(None, b"0123456789"))
     if greeting and not (f["ask_action"] or f["ask_extract"] or digits):
         f["greeting"] = 1.0
     if own and len(own) <= 250 and first and first[0] in c.WH_WORDS:
         f["wh_question"] = 1.0
+    if _hits(aw, ab, c.SHORT_ANSWER):
+        f["short_answer"] = 1.0
     f["sys_simple_task"] = min(2, _hits(sw, sb, c.SYS_SIMPLE))
+    if f["ask_translate"] or (f["sys_simple_task"] and b"translat" in sb):
+        styled = _hits(aw, ab, c.STYLE) or _hits(sw, sb, c.STYLE)  # the role may set the style
+        f["translate_styled" if styled else "translate_plain"] = 1.0
     f["sys_hard_task"] = min(3, sum(_hits(sw, sb, cue) for cue in c.SYS_HARD))
     f["sys_expert"] = float(bool(sw & c.SYS_EXPERT))
 
@@ -181,8 +189,6 @@ def ask_features(body: Mapping[str, Any]) -> dict[str, float]:
     f["questions"] = min(6, own.count("?"))
     f["enumerated"] = min(6, sum(own.count(m) for m in c.ENUMERATION_MARKS))
     f["ask_figures"] = log2(1 + digits / 4)
-    low = own.lower()
-    f["money"] = min(4, sum(low.count(m) for m in c.MONEY_MARKS))
 
     # Material: documents, code, notation.
     scan = _ends(last_user, MAX_SCAN, 0)[0]
@@ -201,6 +207,10 @@ def ask_features(body: Mapping[str, Any]) -> dict[str, float]:
                                   sum(m in sample for m in c.SYSTEMS_MARKS) >= 2)
         f["concurrency_code"] = min(3, sum(m in sample for m in c.CONCURRENCY_MARKS))
     f["math_notation"] = min(3, sum(m in task for m in c.MATH_MARKS))
+    if f["ask_summarise"] and f["ask_small"]:
+        f["summary_short"] = 1.0
+    if docs and _hits(aw, ab, c.SYNTHESIS):
+        f["multi_doc"] = 1.0
 
     # The agent loop.
     n_tools = sum(len(t) for t in (body.get("tools"), body.get("functions")) if isinstance(t, list))
@@ -220,10 +230,11 @@ def ask_features(body: Mapping[str, Any]) -> dict[str, float]:
         f["json_object"] = 1.0
     elif kind == "json_schema":
         spec = fmt.get("json_schema") if _is_map(fmt) else None
-        leaves, enums, nested = _schema_shape(spec.get("schema") if _is_map(spec) else None, 0)
-        key = "schema_nested" if nested else "schema_enum" if leaves <= 6 and enums * 2 >= leaves \
-            else "schema_flat"
-        f[key] = 1.0
+        nested = _schema_shape(spec.get("schema") if _is_map(spec) else None, 0)[2]
+        f["schema_nested" if nested else "schema_small"] = 1.0
+    if (f["ask_extract"] or f.get("ask_in_system")) and (
+            f.get("schema_nested") or _hits(aw, ab, c.MESSY) or _hits(sw, sb, c.MESSY)):
+        f["extract_messy"] = 1.0  # structure to build, not values to read off
     limit = body.get("max_completion_tokens")
     if limit is None:
         limit = body.get("max_tokens")

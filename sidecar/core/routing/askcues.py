@@ -111,6 +111,27 @@ QUANT = _cue("""compute calculate calculation quantify npv irr dcf wacc sensitiv
 REFACTOR = _cue("""refactor refactoring restructure port porting migrate modularise plugin
     plugins decouple""", "split into", "multi file", "dependency injection", "get rid of",
                 "across the codebase", "every module")
+# --- refinements of the border between tiers (the labelling standard's own distinctions) ---------
+# an ask for a bare answer: economy whatever the material
+SHORT_ANSWER = _cue("", "yes or no", "one word", "single word", "just the number",
+                    "only the number", "just the name", "short answer", "in one word",
+                    "just a number", "a number only", "true or false", "just yes", "only yes",
+                    "just the date", "just the amount", "just the total", "just the id",
+                    "only the id", "only the name", "only the date")
+# a translation that is more than literal: style, register, verse, localisation
+STYLE = _cue("""tone register formal glossary terminology idiom idioms idiomatic transcreate
+    transcreation adapt adapting localise localize localisation localization brand voice literary
+    poem poetry verse rhyme lyrics style stylistic nuance puns pun wordplay marketing slogan
+    humour humor""", "defined terms", "keep the style", "same tone", "natural sounding",
+             "culturally")
+# an extraction with structure to build: nested records, messy or ambiguous input
+MESSY = _cue("""nested messy normalise normalize resolve resolving deduplicate dedupe inconsistent
+    ambiguous overlapping""", "array of", "list of objects", "one record per", "one object per",
+             "nested json")
+# work across several documents
+SYNTHESIS = _cue("""compare comparison across reconcile synthesise synthesize conflicting contradict
+    contradictory inconsistent versus vs""", "both documents", "all three", "the three",
+                 "the two", "each source", "these reports", "side by side")
 # --- the system prompt -------------------------------------------------------------------------
 SYS_SIMPLE = _cue("""classify classifier classification label labels tag tags extract extractor
     extraction translate translator translation sentiment intent categorise categorize
@@ -133,7 +154,6 @@ CODE_MARKS = ("def ", "return ", "import ", "function ", "class ", "const ", "#i
               "=> ", "};", "public ", "SELECT ", "CREATE ", "fn ", "let ", "var ")
 MATH_MARKS = ("∫", "∑", "√", "≤", "≥", "≠", "∞", "π", "∂", "∀", "∃", "⌊", "⌋", "\\frac", "\\sum",
               "\\int", "θ", "λ", "α", "σ", "μ", "Θ", "²", "³", "ⁿ", "mod ")
-MONEY_MARKS = ("$", "£", "€", "%", "gbp", "usd", "eur")
 MATERIAL_STARTS = ("subject:", "from:", "to:", "date:", "re:", "fwd:", "[", "#", "---", "===", "|",
                    "diff --git", "traceback", "<", "{", "```", "--", "transcript", "log ")
 # a sentence starting with one of these asks for something
@@ -152,16 +172,17 @@ PROBLEM_WORDS = _words("""why wrong bug bugs broken crash crashes fails failing 
     issue issues problem problems""")
 # a short question starting with one of these is often a lookup
 WH_WORDS = _words("what whats which when who whos where how is are does did do can")
-# the cue features of the ask, in order
-ASK_CUES: tuple[tuple[str, Cue], ...] = (
-    ("ask_extract", EXTRACT), ("ask_classify", CLASSIFY), ("ask_translate", TRANSLATE),
-    ("ask_rewrite", REWRITE), ("ask_short_output", SHORT_OUTPUT),
-    ("ask_trivial_code", TRIVIAL_CODE), ("ask_brevity", BREVITY), ("ask_summarise", SUMMARISE),
-    ("ask_write", WRITE), ("ask_explain", EXPLAIN), ("ask_code", CODE), ("ask_debug", DEBUG),
-    ("ask_retrieval", RETRIEVAL), ("ask_action", ACTION), ("ask_prove", PROVE),
-    ("ask_design", DESIGN), ("ask_root_cause", ROOT_CAUSE), ("ask_security", SECURITY),
-    ("ask_rules", RULES), ("ask_consequence", CONSEQUENCE), ("ask_judgement", JUDGEMENT),
-    ("ask_reconcile", RECONCILE), ("ask_quant", QUANT), ("ask_refactor", REFACTOR))
+# the cue features of the ask, in order: a feature with several groups is their sum (each group
+# counted up to 3), one broad feature rather than several narrow ones
+ASK_CUES: tuple[tuple[str, tuple[Cue, ...]], ...] = (
+    ("ask_extract", (EXTRACT,)), ("ask_classify", (CLASSIFY,)), ("ask_translate", (TRANSLATE,)),
+    ("ask_rewrite", (REWRITE,)), ("ask_small", (SHORT_OUTPUT, TRIVIAL_CODE, BREVITY)),
+    ("ask_summarise", (SUMMARISE,)), ("ask_write", (WRITE,)), ("ask_explain", (EXPLAIN,)),
+    ("ask_code", (CODE,)), ("ask_debug", (DEBUG,)), ("ask_retrieval", (RETRIEVAL,)),
+    ("ask_action", (ACTION,)), ("ask_prove", (PROVE,)), ("ask_design", (DESIGN, REFACTOR)),
+    ("ask_root_cause", (ROOT_CAUSE,)), ("ask_security", (SECURITY,)),
+    ("ask_case", (RULES, CONSEQUENCE)), ("ask_judgement", (JUDGEMENT,)),
+    ("ask_reconcile", (RECONCILE,)), ("ask_quant", (QUANT,)))
 # the groups that make a system prompt's task hard
 SYS_HARD = (PROVE, DESIGN, ROOT_CAUSE, JUDGEMENT, QUANT, RECONCILE, SECURITY)
 ENUMERATION_MARKS = ("(1)", "1)", "(a)", "a)", "\n1.", "\n- ", "(2)", "2)", "(b)", "b)", "\n2.")

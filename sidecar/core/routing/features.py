@@ -22,7 +22,6 @@ FEATURES: Mapping[str, str] = MappingProxyType({
     "questions": "question marks in the ask (at most 6): several questions to answer.",
     "enumerated": "enumerated parts in the ask ((1), a), 1., bullet lines; at most 6).",
     "ask_figures": "digits in the ask (log2 of 1 + digits/4): the facts of a specific case.",
-    "money": "currency and percent marks in the ask (at most 4): money at stake.",
     "documents": "separate documents in the last user message (fences, --- separators, e-mail "
                  "headers, numbered passages; log2 of 1 + count).",
     # -- what the ask wants done: simple work ----------------------------------------------------------
@@ -33,11 +32,10 @@ FEATURES: Mapping[str, str] = MappingProxyType({
     "ask_translate": "the ask is a translation (translate, into English, a language name...).",
     "ask_rewrite": "the ask is a simple rewrite (rephrase, friendlier, shorten, plain English, "
                    "proofread, tone...).",
-    "ask_short_output": "the ask wants a short output (a title, a subject line, one line, one "
-                        "sentence, a commit message...).",
-    "ask_trivial_code": "the ask is a small code artefact (a regex, a cron line, a formula, a "
-                        "docstring or comment, convert to YAML...).",
-    "ask_brevity": "the ask says it is small (quick, just, only, nothing else, that's all...).",
+    "ask_small": "the ask is small work: a short output (a title, a subject line, one line, a "
+                 "commit message...), a small code artefact (a regex, a cron line, a formula, a "
+                 "docstring, convert to YAML...) or says it is small (quick, just, only, nothing "
+                 "else...); up to 3 of each.",
     "greeting": "the ask is a short greeting or thanks.",
     "wh_question": "the ask is a short question (what, which, how many, when, is, does...): "
                    "often a lookup.",
@@ -59,24 +57,34 @@ FEATURES: Mapping[str, str] = MappingProxyType({
     # -- hard work -------------------------------------------------------------------------------
     "ask_prove": "the ask is a proof or derivation (prove, derive, rigorous, counterexample, "
                  "show that, closed form, optimal, induction...).",
-    "ask_design": "the ask is design or architecture (design, architecture, trade-offs, "
-                  "failover, exactly once, state machine, build vs buy...).",
+    "ask_design": "the ask is design, architecture or a wide code change (design, trade-offs, "
+                  "failover, exactly once, state machine, build vs buy; refactor, port, "
+                  "migrate, split into...; up to 3 of each).",
     "ask_root_cause": "the ask is a subtle bug's root cause (root cause, hangs, deadlock, race, "
                       "leak, use after free, intermittently, under load, only in prod...).",
     "ask_security": "the ask is about security (vulnerability, attack, injection, bypass, "
                     "privilege escalation, fraud, threat model...).",
-    "ask_rules": "the ask applies rules to a case (entitled, liability, lawful, compliance, "
-                 "regulation, eligible, tax, GDPR, dosing, covered, can we, do we have to...).",
-    "ask_consequence": "the ask has consequences to work out (refund, recover, owe, "
-                       "compensation, deadline, terminate, how much...).",
+    "ask_case": "the ask applies rules to a specific case and works out the consequences "
+                "(entitled, liability, compliance, regulation, eligible, tax, GDPR, dosing, can "
+                "we...; refund, owe, compensation, deadline, terminate, how much...; up to 3 of "
+                "each).",
     "ask_judgement": "the ask wants a decision or judgement (should, recommend, decide, "
                      "credible, valid, your call, what do we do, who's right...).",
     "ask_reconcile": "the ask is synthesis across sources (reconcile, across, conflicting, "
                      "inconsistencies, audit, verify, proposals, line by line...).",
     "ask_quant": "the ask is quantitative analysis (compute, calculate, quantify, NPV, "
                  "probability, significance, optimise, forecast, do the maths...).",
-    "ask_refactor": "the ask is a wide code change (refactor, restructure, port, migrate, split "
-                    "into, dependency injection, get rid of...).",
+    # -- the border between tiers, as the labelling standard draws it ---------------------------
+    "short_answer": "the ask wants a bare answer (yes or no, one word, just the number, short "
+                    "answer...): economy whatever the material.",
+    "translate_plain": "a translation with no demand on style: economy at any length.",
+    "translate_styled": "a translation with demands on style (tone, register, glossary, idioms, "
+                        "localisation, verse...): more than literal work.",
+    "extract_messy": "an extraction with structure to build (a nested schema; nested, messy, "
+                     "resolve, normalise, for each...): more than reading values off.",
+    "summary_short": "a summary asked to be small (one line, brief, quick, just...).",
+    "multi_doc": "several documents with an ask to work across them (compare, reconcile, "
+                 "across, conflicting, the three...).",
     # -- the system prompt -----------------------------------------------------------------------
     "sys_simple_task": "the system prompt sets a simple task (classify, extract, translate, "
                        "reply with / only the / one of...).",
@@ -105,8 +113,8 @@ FEATURES: Mapping[str, str] = MappingProxyType({
     "user_turns": "user turns (log2 of the count): a longer dialogue.",
     # -- what is asked back ----------------------------------------------------------------------
     "json_object": "response_format json_object.",
-    "schema_enum": "a json_schema of a few enum or boolean fields: a classification form.",
-    "schema_flat": "a flat json_schema of plain fields.",
+    "schema_small": "a json_schema that is not nested (a few enum fields or a flat form): a "
+                    "classification or a simple extraction.",
     "schema_nested": "a nested json_schema (arrays of objects, depth over two): messy data to "
                      "structure.",
     "small_max_tokens": "max_tokens (or max_completion_tokens) of 300 or less.",

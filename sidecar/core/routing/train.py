@@ -13,7 +13,8 @@ penalty suits them all) and the weights are returned in the features' own units.
 ``margins`` then lower each cut by a number of logit units: when torn between two tiers, prefer
 the higher one (a premium request sent to economy costs more than the reverse).
 
-``cross_validate`` runs leave-one-group-out: train on every other batch, predict the held-out one.
+``cross_validate`` runs leave-one-group-out: train on every other batch, predict the held-out one
+(the groups can be batches, or categories for a harder check of generalisation).
 """
 
 from __future__ import annotations
