@@ -22,6 +22,7 @@ from typing import Any
 from mitmproxy import http
 
 from sidecar.apis.chat_cache import StreamAssembler
+from sidecar.apis.responses_cache import ResponsesStreamAssembler
 from sidecar.core.accounting import Usage, usage_from_openai
 from sidecar.core.budget import DegradeStep
 from sidecar.core.config.rules import RuleSet
@@ -82,7 +83,9 @@ class Admission:
         if lookup is not None:
             state.lookup = lookup
             if lookup.stream:
-                lookup.assembler = StreamAssembler(max_chars=lookup.max_bytes)
+                lookup.assembler = (ResponsesStreamAssembler(max_chars=4 * lookup.max_bytes)
+                                    if lookup.api == "responses"  # it carries the text twice
+                                    else StreamAssembler(max_chars=lookup.max_bytes))
         pending = sending.send(flow, state, routed, loaded.dispatcher, relay)
         if pending is not None:
             await pending

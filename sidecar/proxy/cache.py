@@ -5,14 +5,15 @@ the key). After the routing decision, a call that may be cached is looked up und
 the deployment that would serve it:
 
 * **hit**: the stored ``chat.completion`` (or Responses object) is the answer, as JSON or
-  replayed as the SSE stream the provider would have sent (``sidecar.apis.chat_cache``); no
+  replayed as the SSE stream the provider would have sent (``sidecar.apis.chat_cache``,
+  ``responses_cache``); no
   provider is called, no budget is drawn on; it costs nothing and saves what the served model
   would have cost;
 * **miss**: the call goes on; a complete, successful answer of that very deployment (JSON, or a
   stream assembled back into its completion) is stored for ``ttl`` if it is not over the size
   limit. Errors, partial or failed streams and fallback answers are never stored;
-* **bypass**: the call may not be cached (``n`` > 1, sampling without ``any: true``, a Responses
-  stream...) or the app said ``cache-control: no-store``; ``no-cache`` skips the lookup but
+* **bypass**: the call may not be cached (``n`` > 1, sampling without ``any: true``...) or the
+  app said ``cache-control: no-store``; ``no-cache`` skips the lookup but
   stores the fresh answer (a refresh).
 
 ``x-model-router-cache`` says which. The store is the in-process LRU, or Redis with
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.apis.chat_cache import StreamAssembler, replay_stream
+from sidecar.apis.responses_cache import ResponsesStreamAssembler, replay_responses_stream
 from sidecar.core.cache import cache_key, uncacheable
 from sidecar.core.config.rules import RuleSet
 from sidecar.core.facts import key_sha256
@@ -37,6 +39,7 @@ from sidecar.state.cache import CacheStore, LocalCache, RedisCache
 
 log = logging.getLogger("sidecar")
 HEADER = "x-model-router-cache"
+Assembler = StreamAssembler | ResponsesStreamAssembler
 
 
 @dataclass(slots=True)
@@ -50,7 +53,7 @@ class Lookup:
     api: str
     stream: bool
     include_usage: bool
-    assembler: StreamAssembler | None = None  # a stream's answer, assembled as it passes
+    assembler: Assembler | None = None  # a stream's answer, assembled as it passes
 
 
 class ResponseCache:
@@ -78,8 +81,6 @@ class ResponseCache:
         why = uncacheable(call.body, spec)
         if why is None and "no-store" in control:
             why = "cache-control: no-store"
-        if why is None and call.api == "responses" and call.facts.stream:
-            why = "a Responses stream"
         if why is None and (routed.decision.shadow or routed.plan[0].spec is None):
             why = "not a catalog model's answer"
         if why is not None:
@@ -110,7 +111,9 @@ class ResponseCache:
             return None
         if lookup.stream:
             try:
-                body = b"".join(replay_stream(stored, include_usage=lookup.include_usage))
+                events = (replay_responses_stream(stored) if lookup.api == "responses" else
+                          replay_stream(stored, include_usage=lookup.include_usage))
+                body = b"".join(events)
             except ValueError:  # an entry that cannot be a stream: a miss
                 return None
             return 200, {"content-type": "text/event-stream; charset=utf-8",

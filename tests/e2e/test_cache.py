@@ -193,15 +193,34 @@ def test_an_answer_over_the_entry_limit_is_not_stored(tmp_path: Path,
         assert len(provider.requests) == 2
 
 
-def test_a_responses_call_is_cached_too(sidecar: RunningSidecar, provider: FakeOpenAI) -> None:
+def respond(sidecar: RunningSidecar, *, stream: bool) -> tuple[str, str]:
+    """(output text, x-model-router-cache) of one Responses API call, JSON or streamed."""
     with client(sidecar) as c:
-        first = c.responses.with_raw_response.create(model="gpt-4o", input="Say hello.",
-                                                     temperature=0)
-        second = c.responses.with_raw_response.create(model="gpt-4o", input="Say hello.",
-                                                      temperature=0)
-    assert [first.headers["x-model-router-cache"], second.headers["x-model-router-cache"]] == [
-        "miss", "hit"]
-    assert second.parse().output_text == first.parse().output_text
+        if not stream:
+            raw = c.responses.with_raw_response.create(model="gpt-4o", input="Say hello.",
+                                                       temperature=0)
+            return raw.parse().output_text, raw.headers["x-model-router-cache"]
+        with c.responses.with_streaming_response.create(
+                model="gpt-4o", input="Say hello.", temperature=0, stream=True) as raw:
+            events = list(raw.parse())
+            header = raw.headers["x-model-router-cache"]
+    [done] = [e for e in events if e.type == "response.completed"]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == done.response.output_text  # the deltas add up to the final text
+    return done.response.output_text, header
+
+
+@pytest.mark.parametrize("first, second", [(False, False), (True, True), (False, True),
+                                           (True, False)],
+                         ids=["json-json", "stream-stream", "json-then-stream",
+                              "stream-then-json"])
+def test_a_responses_call_is_cached_in_either_shape(sidecar: RunningSidecar,
+                                                   provider: FakeOpenAI, first: bool,
+                                                   second: bool) -> None:
+    text, header = respond(sidecar, stream=first)
+    assert header == "miss"
+    again, header = respond(sidecar, stream=second)
+    assert (again, header) == (text, "hit")
     assert len(provider.requests) == 1
 
 
