@@ -68,12 +68,15 @@ MAX_REASON = 200
 
 
 def connect(url: str, *, timeout: float, max_connections: int) -> Redis:
-    """An asyncio client for the sidecar's stores: short timeouts, no retries (a retried
-    script could count twice), and a blocking pool so a burst waits for a connection (up to
-    4x ``timeout``, at least 1 s) instead of failing as if Redis were down."""
+    """An asyncio client for the sidecar's stores: short timeouts (``timeout`` for an answer;
+    at least 1 s to connect, so a burst opening many connections on a busy host is not taken
+    for an outage), no retries (a retried script could count twice), and a blocking pool so a
+    burst waits for a connection (up to 4x ``timeout``, at least 1 s) instead of failing as if
+    Redis were down."""
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=max(1.0, 4 * timeout),
-        socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+        socket_timeout=timeout, socket_connect_timeout=max(1.0, timeout),
+        retry_on_timeout=False)
     return Redis.from_pool(pool)
 
 
@@ -85,7 +88,7 @@ class RedisStore:
 
     name: str = "redis"
 
-    def __init__(self, url: str, *, timeout: float = 0.25, max_connections: int = 50) -> None:
+    def __init__(self, url: str, *, timeout: float = 1.0, max_connections: int = 50) -> None:
         self.url = url
         self.where = redact(url)
         self._redis: Redis = connect(url, timeout=timeout, max_connections=max_connections)

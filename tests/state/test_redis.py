@@ -58,7 +58,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
     url = request.getfixturevalue("server").url  # a sync fixture: no loop needed
     client = Redis.from_url(url)
     await client.flushall()
-    store = RedisStore(url)
+    store = RedisStore(url, timeout=5)  # semantics here; the short timeouts are tested below
 
     async def gone(keys: Sequence[str]) -> None:
         for _ in range(100):
