@@ -210,9 +210,10 @@ def test_two_replicas_share_one_budget_under_concurrent_load(
                         break
             assert refused == {0, 1}
         total = spent(redis)
-        # Used up (what is left is less than one small call's reservation, ~$0.015), and never
-        # more than the limit plus one call's reservation (a big call's is under $0.15).
-        assert 0.5 - 0.02 <= total <= 0.5 + 0.15, total
+        # Used up (what is left is under a few small calls' reservations, ~$0.015 each: the
+        # last settlements may land just after the next call reserves), and never more than the
+        # limit plus one call's reservation (a big call's is under $0.15).
+        assert 0.5 - 0.05 <= total <= 0.5 + 0.15, total
 
 
 def test_a_restart_keeps_what_was_spent_redis(tmp_path: Path, provider: FakeOpenAI) -> None:
