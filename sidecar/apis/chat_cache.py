@@ -23,6 +23,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sidecar.apis.sse import SSEReader
+
 DONE = b"data: [DONE]\n\n"
 TEXT_FIELDS = ("reasoning_content", "content", "refusal")  # in the order they are replayed
 _KNOWN_DELTA = {"role", "tool_calls", *TEXT_FIELDS}
@@ -37,9 +39,7 @@ class StreamAssembler:
     def __init__(self, *, max_chars: int | None = None) -> None:
         self.max_chars = max_chars  # more text than this (all fields together): give up
         self._chars = 0
-        self._line = bytearray()
-        self._data: list[bytes] = []  # the data lines of the event being read
-        self._event = ""  # its ``event:`` field
+        self._sse = SSEReader()
         self.failed = False
         self.done = False
         self._head: dict[str, Any] = {}
@@ -53,30 +53,14 @@ class StreamAssembler:
     def feed(self, data: bytes) -> None:
         if self.failed or self.done:
             return
-        self._line += data
-        if b"\n" not in data:
-            if self.max_chars is not None and len(self._line) > 12 * self.max_chars + 65536:
-                self._give_up()  # one line longer than any event of an answer this size
-            return
-        lines = bytes(self._line).split(b"\n")
-        self._line = bytearray(lines.pop())  # the rest of an unfinished line
-        for line in lines:
-            self._read_line(line.removesuffix(b"\r"))
+        for event, payload in self._sse.feed(data):
+            self._dispatch(event, payload)
             if self.failed or self.done:
                 return
+        if self.max_chars is not None and self._sse.pending > 12 * self.max_chars + 65536:
+            self._give_up()  # one line longer than any event of an answer this size
 
-    def _read_line(self, line: bytes) -> None:
-        if not line:
-            self._dispatch()
-        elif line.startswith(b"data:"):
-            self._data.append(line[5:].removeprefix(b" "))
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip().decode("utf-8", "replace")
-        # comments (": keep-alive"), id: and retry: change nothing
-
-    def _dispatch(self) -> None:
-        data, event = b"\n".join(self._data), self._event
-        self._data, self._event = [], ""
+    def _dispatch(self, event: str, data: bytes) -> None:
         if event == "error":
             self.failed = True
         elif data.strip() == b"[DONE]":
@@ -161,7 +145,7 @@ class StreamAssembler:
     def _give_up(self) -> None:
         """Too big to keep: fail, and let go of what was gathered."""
         self.failed = True
-        self._line, self._data = bytearray(), []
+        self._sse.clear()
         self._text, self._calls = dict.fromkeys(TEXT_FIELDS), {}
 
     def result(self) -> dict[str, Any] | None:

@@ -22,6 +22,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sidecar.apis.sse import SSEReader
+
 _FAILED = frozenset({"error", "response.failed", "response.incomplete"})
 _PART_TEXT = {"output_text": "text", "refusal": "refusal"}  # part type -> its text field
 
@@ -34,9 +36,7 @@ class ResponsesStreamAssembler:
     def __init__(self, *, max_chars: int | None = None) -> None:
         self.max_chars = max_chars  # more stream data than this (bytes): give up
         self._size = 0
-        self._line = bytearray()
-        self._data: list[bytes] = []  # the data lines of the event being read
-        self._event = ""  # its ``event:`` field
+        self._sse = SSEReader()
         self.failed = False
         self.done = False
         self._response: dict[str, Any] | None = None
@@ -48,29 +48,13 @@ class ResponsesStreamAssembler:
         if self.max_chars is not None and self._size > self.max_chars:
             self._give_up()
             return
-        self._line += data
-        if b"\n" not in data:
-            return
-        lines = bytes(self._line).split(b"\n")
-        self._line = bytearray(lines.pop())  # the rest of an unfinished line
-        for line in lines:
-            self._read_line(line.removesuffix(b"\r"))
+        for event, payload in self._sse.feed(data):
+            self._dispatch(event, payload)
             if self.failed or self.done:
-                self._line, self._data = bytearray(), []
+                self._sse.clear()
                 return
 
-    def _read_line(self, line: bytes) -> None:
-        if not line:
-            self._dispatch()
-        elif line.startswith(b"data:"):
-            self._data.append(line[5:].removeprefix(b" "))
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip().decode("utf-8", "replace")
-        # comments (": keep-alive"), id: and retry: change nothing
-
-    def _dispatch(self) -> None:
-        data, event = b"\n".join(self._data), self._event
-        self._data, self._event = [], ""
+    def _dispatch(self, event: str, data: bytes) -> None:
         if event in _FAILED:
             self.failed = True
             return
@@ -100,7 +84,8 @@ class ResponsesStreamAssembler:
     def _give_up(self) -> None:
         """Too big to keep: fail, and let go of what was gathered."""
         self.failed = True
-        self._line, self._data, self._response = bytearray(), [], None
+        self._sse.clear()
+        self._response = None
 
     def result(self) -> dict[str, Any] | None:
         """The ``response`` of a complete, replayable stream's ``response.completed``; else None."""

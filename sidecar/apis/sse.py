@@ -84,3 +84,41 @@ def _event_end(buffer: bytes) -> int:
     ends = [i + len(sep) for sep in (b"\n\n", b"\r\n\r\n") if (i := buffer.find(sep)) >= 0]
     return min(ends) if ends else -1
 
+
+class SSEReader:
+    """The events of a server-sent event stream fed in pieces of any size: ``feed`` returns
+    the ``(event, data)`` of every event its bytes complete (CRLF line ends, ``:`` comments,
+    data over several lines, events without an ``event:`` line). ``pending`` is the length of
+    the line still being read; ``clear`` lets go of it."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._data: list[bytes] = []  # the data lines of the event being read
+        self._event = ""  # its ``event:`` field
+
+    @property
+    def pending(self) -> int:
+        return len(self._line)
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        self._line += data
+        if b"\n" not in data:
+            return []
+        lines = bytes(self._line).split(b"\n")
+        self._line = bytearray(lines.pop())  # the rest of an unfinished line
+        events = []
+        for line in lines:
+            line = line.removesuffix(b"\r")
+            if not line:
+                if self._data or self._event:
+                    events.append((self._event, b"\n".join(self._data)))
+                self._data, self._event = [], ""
+            elif line.startswith(b"data:"):
+                self._data.append(line[5:].removeprefix(b" "))
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip().decode("utf-8", "replace")
+            # comments (": keep-alive"), id: and retry: change nothing
+        return events
+
+    def clear(self) -> None:
+        self._line, self._data, self._event = bytearray(), [], ""
