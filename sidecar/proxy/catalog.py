@@ -36,7 +36,7 @@ from sidecar.core.config.catalog import Catalog, load_builtin_catalog, parse_cat
 from sidecar.core.config.catalog_spec import CatalogSpec, SourceSpec
 from sidecar.core.config.offers import Listing, Offer, Scores
 from sidecar.core.config.refresh import CatalogUpdate, catalog_entries, merge_catalog
-from sidecar.core.config.rules import RuleSet, load_rules
+from sidecar.core.config.rules import ProviderSpec, RuleSet, load_rules
 from sidecar.core.config.sources import SourceError, read_litellm, read_openrouter, read_scores
 from sidecar.core.routing.changes import decision_changes
 from sidecar.providers import DiscoveryError
@@ -62,8 +62,10 @@ class CatalogRefresher:
     metrics: Metrics
     confdir: Path | None = None
     clock: Callable[[], float] = time.time
-    last: dict[str, Mapping[str, Offer]] = field(default_factory=dict)  # source -> last good
-    last_listings: dict[str, Listing] = field(default_factory=dict)
+    # What each source and provider said last, keyed by its whole spec, not its name: a source
+    # or provider renamed or pointed elsewhere in rules.yaml starts afresh.
+    last: dict[SourceSpec, Mapping[str, Offer]] = field(default_factory=dict)
+    last_listings: dict[ProviderSpec, Listing] = field(default_factory=dict)
     last_update: CatalogUpdate | None = None
     refreshes: int = 0  # refreshes tried (applied or not)
 
@@ -165,18 +167,18 @@ class CatalogRefresher:
             read = READERS[source.format](doc)
         except (FetchError, SourceError) as e:
             log.warning("catalog source %s failed (%s); %s", source.name, e,
-                        "keeping what it said last time" if source.name in self.last
+                        "keeping what it said last time" if source in self.last
                         else "going on without it")
             self.metrics.source(source.name, ok=False)
-            return self.last.get(source.name)
+            return self.last.get(source)
         for line in read.rejected[:20]:
             log.warning("catalog source %s: rejected %s", source.name, line)
         if len(read.rejected) > 20:
             log.warning("catalog source %s: %d more entries rejected", source.name,
                         len(read.rejected) - 20)
         # An entry the source stops giving, or now gives badly, keeps its last good price.
-        offers = {**self.last.get(source.name, {}), **read.offers}
-        self.last[source.name] = offers
+        offers = {**self.last.get(source, {}), **read.offers}
+        self.last[source] = offers
         self.metrics.source(source.name, ok=True, models=len(read.offers), at=self.clock())
         return offers
 
@@ -196,21 +198,21 @@ class CatalogRefresher:
         adapters = loaded.dispatcher.adapters
 
         async def ask(name: str) -> tuple[str, Listing | None]:
-            label = f"discover:{name}"
+            label, provider = f"discover:{name}", adapters[name].spec
             try:
                 listing = await asyncio.to_thread(adapters[name].discover, timeout=spec.timeout)
             except DiscoveryError as e:
                 log.warning("model discovery at %s failed (%s); %s", name, e,
-                            "keeping its last list" if name in self.last_listings
+                            "keeping its last list" if provider in self.last_listings
                             else "its models stay as they are")
                 self.metrics.source(label, ok=False)
-                return name, self.last_listings.get(name)
+                return name, self.last_listings.get(provider)
             if listing is not None and not listing.ids:  # an account offering nothing at all
                 log.warning("model discovery at %s listed no models; ignoring it", name)
                 self.metrics.source(label, ok=False)
-                return name, self.last_listings.get(name)
+                return name, self.last_listings.get(provider)
             if listing is not None:
-                self.last_listings[name] = listing
+                self.last_listings[provider] = listing
                 self.metrics.source(label, ok=True, models=len(listing.ids), at=self.clock())
             return name, listing
 

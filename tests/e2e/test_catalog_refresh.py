@@ -278,3 +278,17 @@ def test_bedrock_discovery_plans_only_what_the_account_can_call(
         assert runtime.requests[-1].model_id == SMALL  # a LEGACY model leaves the plans
         client.close()
         assert all(r.signature_ok for r in control.requests)
+
+
+def test_a_source_pointed_elsewhere_does_not_inherit_the_old_answer(
+        rules: Path, home: Path, provider: FakeOpenAI, sources: SourceServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """What a source said last belongs to that source (its URL), not to its name: renamed or
+    moved in rules.yaml, it starts afresh, and until it answers refreshes keep the catalog."""
+    with started(rules, home) as sidecar:
+        assert refresh(sidecar) is not None  # "prices" answered: a last answer exists
+        rules.write_text(rules.read_text().replace("/prices.json", "/moved.json"))
+        assert sidecar.call(sidecar.addon.reload("test"))
+        assert refresh(sidecar) is None  # the moved source never answered: nothing applied
+        assert "prices never answered since the start" in caplog.text
+        assert served(sidecar, provider) == "small-v1"
