@@ -28,11 +28,10 @@ import calendar
 import math
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from sidecar.core.config.yamlfile import FieldError, key_name, unknown_keys
+from sidecar.core.config.yamlfile import FieldError, mapping_of
 from sidecar.core.vocabulary import PREFERS, TIERS, Prefer, Tier
 
 Period = Literal["hour", "day", "week", "month"]
@@ -110,12 +109,7 @@ def parse_budget(raw: Any, where: str) -> BudgetSpec | None:
     """``budget:`` of an app (``where`` = its key path) or of the whole file."""
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
-        raise FieldError(where, "must be a mapping like {usd: 50, per: day}")
-    unknown = unknown_keys(raw, _KEYS)
-    if unknown:
-        raise FieldError(f"{where}.{key_name(unknown[0])}",
-                         f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+    raw = mapping_of(raw, where, _KEYS, "{usd: 50, per: day}")
     usd = raw.get("usd")
     if isinstance(usd, bool) or not isinstance(usd, int | float) or not 0 < usd <= MAX_USD:
         raise FieldError(f"{where}.usd", "required, a number of US dollars above 0")
@@ -136,12 +130,7 @@ def parse_budget(raw: Any, where: str) -> BudgetSpec | None:
 
 
 def _step(raw: Any, where: str) -> DegradeStep:
-    if not isinstance(raw, Mapping):
-        raise FieldError(where, "must be a mapping like {at: 80%, tier: economy, prefer: cheap}")
-    unknown = unknown_keys(raw, _STEP_KEYS)
-    if unknown:
-        raise FieldError(f"{where}.{key_name(unknown[0])}",
-                         f"unknown key; allowed: {', '.join(sorted(_STEP_KEYS))}")
+    raw = mapping_of(raw, where, _STEP_KEYS, "{at: 80%, tier: economy, prefer: cheap}")
     tier, prefer = raw.get("tier"), raw.get("prefer")
     if tier is not None and tier not in TIERS:
         raise FieldError(f"{where}.tier", f"{tier!r} is not one of: {', '.join(TIERS)}")

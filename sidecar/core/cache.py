@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.core.config.yamlfile import FieldError, key_name, parse_duration, unknown_keys
+from sidecar.core.config.yamlfile import FieldError, mapping_of, parse_duration
 
 KEY_VERSION = 1  # bump when the key's ingredients change: old entries are then never hit
 NOT_IN_KEY = frozenset({"model", "stream", "stream_options", "prefer", "tier"})
@@ -65,12 +65,7 @@ def parse_cache(raw: Any, where: str) -> CacheSpec | None:
     """``cache:`` of an app (``where`` = its key path), or None when it has none."""
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
-        raise FieldError(where, "must be a mapping like {ttl: 1h}")
-    unknown = unknown_keys(raw, _KEYS)
-    if unknown:
-        raise FieldError(f"{where}.{key_name(unknown[0])}",
-                         f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+    raw = mapping_of(raw, where, _KEYS, "{ttl: 1h}")
     if raw.get("ttl") is None:
         raise FieldError(f"{where}.ttl", "required, a duration like 30m, 1h or 1d")
     ttl = _duration(raw["ttl"], f"{where}.ttl")
@@ -87,12 +82,7 @@ def parse_cache_store(raw: Any, where: str = "cache") -> CacheStoreSpec:
     """The top-level ``cache:`` (the in-process store): ``{max_bytes: 64MB}``; absent: defaults."""
     if raw is None:
         return CacheStoreSpec()
-    if not isinstance(raw, Mapping):
-        raise FieldError(where, "must be a mapping like {max_bytes: 64MB}")
-    unknown = unknown_keys(raw, _STORE_KEYS)
-    if unknown:
-        raise FieldError(f"{where}.{key_name(unknown[0])}",
-                         f"unknown key; allowed: {', '.join(sorted(_STORE_KEYS))}")
+    raw = mapping_of(raw, where, _STORE_KEYS, "{max_bytes: 64MB}")
     if raw.get("max_bytes") is None:
         return CacheStoreSpec()
     return CacheStoreSpec(max_bytes=_size(raw["max_bytes"], f"{where}.max_bytes"))

@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from sidecar.core.config.yamlfile import (
     FieldError,
-    key_name,
     key_step,
+    mapping_of,
     parse_duration,
     unknown_keys,
 )
@@ -113,12 +113,7 @@ def _files(raw: Any, base: Path, key: str) -> tuple[str, ...]:
 
 def _source(raw: Any, index: int, base: Path) -> SourceSpec:
     key = f"catalog.sources[{index}]"
-    if not isinstance(raw, Mapping):
-        raise FieldError(key, "must be a mapping like {name: litellm, format: litellm, url: ...}")
-    unknown = unknown_keys(raw, _SOURCE_KEYS)
-    if unknown:
-        raise FieldError(f"{key}.{key_name(unknown[0])}",
-                         f"unknown key; allowed: {', '.join(sorted(_SOURCE_KEYS))}")
+    raw = mapping_of(raw, key, _SOURCE_KEYS, "{name: litellm, format: litellm, url: ...}")
     fmt = raw.get("format")
     if fmt not in FORMATS:
         raise FieldError(f"{key}.format", f"{fmt!r} is not one of: {', '.join(FORMATS)}")

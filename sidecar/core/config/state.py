@@ -12,12 +12,11 @@ replicas may then overspend together until Redis is back), ``refuse`` answers bu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from sidecar.core.config.yamlfile import FieldError, key_name, unknown_keys
+from sidecar.core.config.yamlfile import FieldError, mapping_of
 
 WhenDown = Literal["local", "refuse"]
 WHEN_DOWN: tuple[WhenDown, ...] = get_args(WhenDown)
@@ -33,12 +32,7 @@ class StateSpec:
 def parse_state(raw: Any) -> StateSpec:
     if raw is None:
         return StateSpec()
-    if not isinstance(raw, Mapping):
-        raise FieldError("state", "must be a mapping like {redis: redis://host:6379/0}")
-    unknown = unknown_keys(raw, _KEYS)
-    if unknown:
-        raise FieldError(f"state.{key_name(unknown[0])}",
-                         f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+    raw = mapping_of(raw, "state", _KEYS, "{redis: redis://host:6379/0}")
     url = raw.get("redis")
     if url is not None and (not isinstance(url, str)
                             or urlsplit(url).scheme not in ("redis", "rediss", "unix")):

@@ -182,6 +182,18 @@ def unknown_keys(raw: Mapping[Any, Any], allowed: Iterable[str]) -> list[Any]:
     return sorted((k for k in raw if not isinstance(k, str) or k not in known), key=str)
 
 
+def mapping_of(raw: Any, where: str, allowed: Iterable[str], example: str) -> Mapping[str, Any]:
+    """``raw`` when it is a mapping of only ``allowed`` keys; else a ``FieldError`` at ``where``
+    (``example`` shows the shape, e.g. ``{ttl: 1h}``) or at the first unknown key."""
+    if not isinstance(raw, Mapping):
+        raise FieldError(where, f"must be a mapping like {example}")
+    unknown = unknown_keys(raw, allowed)
+    if unknown:
+        raise FieldError(f"{where}{key_step(unknown[0])}",
+                         f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    return raw
+
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
