@@ -24,6 +24,7 @@ from sidecar.core.routing.autotier import (
     load_model,
     score_request,
 )
+from sidecar.core.routing.boost import boost
 from sidecar.core.routing.features import FEATURES
 
 
@@ -172,7 +173,8 @@ def test_feature_absent(body: dict[str, Any], feature: str) -> None:
 def test_every_feature_is_documented_and_in_the_model() -> None:
     produced = {n for e in load_training() for n in features(e.request)}
     assert produced <= set(FEATURES)
-    assert set(load_model()["features"]) == produced  # features never seen get no weight
+    used = set(load_model()["features"])  # the features boosting split on (never seen: no points)
+    assert used <= produced and len(used) >= len(produced) // 2
     for name, doc in FEATURES.items():
         assert doc.strip().endswith("."), name
 
@@ -225,21 +227,23 @@ def test_contributions_sum_to_the_score() -> None:
 
 
 def test_the_score_follows_the_fitted_model() -> None:
-    """With the default thresholds, the tiers are the fitted regressions' decisions (the
-    probability cuts lowered by the margins): the points are the logits, scaled."""
-    data = load_training()[:60]
+    """With the default thresholds, the tiers are the fitted models' decisions (the probability
+    cuts lowered by the margins): the points are the logits, scaled."""
     model = load_model()
     from sidecar.cli.autotier_corpus import training_data
 
     d = training_data()
-    a, b = train.fit_pair(d.rows, d.labels, d.names, l2=model["fit"]["l2"])
+    (a, b), = train.additive((model["fit"]["rounds"],))(d.rows, d.labels, d.names)
     margins = (model["fit"]["margins"][0], model["fit"]["margins"][1])
-    for e in data:
+    checked = 0
+    for e in d.entries[::5]:
         x = features(e.request)
-        za, zb = a.z(x) - a.cuts[0], b.z(x) - b.cuts[0]
+        za, zb = a.logit(x), b.logit(x)
         if min(abs(za + margins[0]), abs(zb + margins[1])) < 0.01:
             continue  # on a cut: the rounding of the points in the file decides
         assert score_request(e.request).tier == TIERS[train.decide(za, zb, margins)], e.id
+        checked += 1
+    assert checked > len(d.entries) // 6
 
 
 def test_every_weight_is_documented() -> None:
@@ -275,13 +279,18 @@ def test_default_thresholds(score: float, tier: str) -> None:
 
 
 def test_thresholds_change_the_tier() -> None:
-    body = user("Write a Python function that validates an IBAN, with pytest tests.")
+    body = user("Write a Python function that parses ISO 8601 dates with time zones and add pytest "
+                "tests for the edge cases.")  # standard work (below: the labelling standard)
     default = score_request(body)
     assert default.tier == "standard" and 35 <= default.score < 60
     strict = score_request(body, Thresholds(standard=default.score + 1, premium=90))
     loose = score_request(body, Thresholds(standard=0, premium=default.score))
     assert (strict.score, strict.tier) == (default.score, "economy")
-    assert loose.tier in ("standard", "premium") and loose.score <= default.score
+    assert loose.tier in ("standard", "premium")
+    if loose.tier == "premium":  # the premium score reached the lowered threshold: it is the score
+        assert loose.score >= default.score and dict(loose.contributions)["premium_score"]
+    else:
+        assert loose.score <= default.score
     assert score_request(body, Thresholds(50, 50)).tier in ("economy", "premium")
 
 
@@ -343,8 +352,23 @@ def test_fit_is_deterministic_and_separates_a_simple_signal() -> None:
     a2, b2 = train.fit_pair(rows, labels, ["hard", "noise"], l2=0.01)
     assert (a1, b1) == (a2, b2)
     assert a1.weights[0] > 1 and b1.weights[0] > 1 and abs(a1.weights[1]) < a1.weights[0] / 5
-    chosen = [train.decide(a1.z(r) - a1.cuts[0], b1.z(r) - b1.cuts[0]) for r in rows]
-    assert chosen == labels
+    assert [train.decide(a1.logit(r), b1.logit(r)) for r in rows] == labels
+    # the additive model: steps on "hard" only, 0 at 0, and the same decisions
+    (s1, p1), = train.additive((60,))(rows, labels, ["hard", "noise"])
+    (s2, p2), = train.additive((60,))(rows, labels, ["hard", "noise"])
+    assert (s1, p1) == (s2, p2)
+    assert set(s1.terms) == set(p1.terms) == {"hard"}
+    assert s1.terms["hard"].at(0.0) == 0.0 < s1.terms["hard"].at(1.0)
+    assert [train.decide(s1.logit(r), p1.logit(r)) for r in rows] == labels
+    assert s1.contributions({"hard": 2.0, "noise": 4.0}) == {"hard": s1.terms["hard"].at(2.0)}
+
+
+def test_boosting_checkpoints_are_the_shorter_fits() -> None:
+    rows = [{"a": float(i % 4), "b": float((i * 5) % 7)} for i in range(120)]
+    labels = [int(r["a"] + r["b"] > 5) for r in rows]
+    short, long = boost(rows, labels, ["a", "b"], rounds=40, checkpoints=(10,))
+    assert short == boost(rows, labels, ["a", "b"], rounds=10)[0]
+    assert short != long
 
 
 def test_the_model_file_has_its_parts() -> None:

@@ -1,8 +1,8 @@
 """The labelled corpus of tier auto (``sidecar/data/autotier/``) and the training data made of it.
 
 - the training batches (``TRAINING_BATCHES``) and the older set of issue 8 (``OLD_SET``), which is
-  always in the training folds and never tested. ``holdout.yaml`` was the untouched batch of the
-  previous round; evaluated once, it is now a training batch like the others;
+  always in the training folds and never tested. ``holdout.yaml`` and ``round2.yaml`` were the
+  untouched batches of the first two rounds; evaluated once each, they are training batches now;
 - ``untouched.yaml`` (``UNTOUCHED``): the untouched batch, read only to evaluate
   (``model-router eval-tiers``), never to train or to choose anything.
 
@@ -26,7 +26,8 @@ from sidecar.core.routing.features import FEATURES
 from sidecar.core.vocabulary import TIERS
 
 CORPUS = "autotier"  # the folder of sidecar/data with the batches
-TRAINING_BATCHES = ("support", "docs", "dev", "agents", "reasoning", "holdout")
+TRAINING_BATCHES = ("support", "docs", "dev", "agents", "reasoning", "holdout", "round2", "borders",
+                    "apps", "varied", "families")
 OLD_SET = "autotier_eval.yaml"  # the set of issue 8, in sidecar/data: training only
 UNTOUCHED = "untouched.yaml"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -1,8 +1,8 @@
 """``model-router eval-tiers``: how well tier auto routes the labelled corpus.
 
 The corpus (``sidecar.cli.autotier_corpus``): training batches, plus the older
-``autotier_eval.yaml`` always used for training (``holdout.yaml``, the previous round's untouched
-batch, is now one of the training batches), and ``untouched.yaml``, the untouched batch, which
+``autotier_eval.yaml`` always used for training (``holdout.yaml`` and ``round2.yaml``, the earlier
+rounds' untouched batches, are training batches now), and ``untouched.yaml``, the untouched batch, which
 nothing was chosen on. The report gives, for the untouched batch as the shipped model routes it,
 and for the training batches under leave-one-batch-out cross-validation (a model trained without
 the batch it is tested on, ``sidecar.core.routing.train``): exact-tier accuracy, how many
@@ -165,12 +165,12 @@ def evaluate(entries: Sequence[Entry], thresholds: Thresholds = DEFAULT_THRESHOL
 
 def cross_validated(data: TrainingData | None = None, catalog: Catalog | None = None) -> EvalReport:
     """The training batches as routed by models trained without them (leave one batch out), with
-    the shipped model's regularisation and margins."""
+    the shipped model's number of rounds and margins."""
     data = data if data is not None else training_data()
     fit = load_model()["fit"]
     margins = (float(fit["margins"][0]), float(fit["margins"][1]))
-    folds = train.cross_validate(data.rows, data.labels, data.groups, data.names, l2=fit["l2"],
-                                 always=data.always)
+    folds, = train.cross_validate(data.rows, data.labels, data.groups, data.names,
+                                  train.additive((int(fit["rounds"]),)), always=data.always)
     prices = tier_prices(catalog if catalog is not None else load_builtin_catalog())
     results = []
     k = float(fit["points_per_logit"])
@@ -268,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         cv = cross_validated(data, catalog)
         print()
         print(render(cv, title="Cross-validation, leave one batch out over "
-                               f"{', '.join(TRAINING_BATCHES)} (holdout.yaml, the previous "
-                               "round's untouched batch, is now a training batch; the older set "
-                               "always trains)"))
+                               f"{', '.join(TRAINING_BATCHES)} (holdout and round2, the "
+                               "earlier rounds' untouched batches, are now training batches; "
+                               "the older set always trains)"))
         batches = {b: [e.id for e in data.entries if e.batch == b] for b in TRAINING_BATCHES}
         print(render_by(cv, batches, title="  by batch"))
         if args.misses:

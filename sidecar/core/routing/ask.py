@@ -35,7 +35,8 @@ from sidecar.core.routing.signals import _count, _ends, _is_map, _normalise, _pa
 ASK_HEAD = 2400  # the window of the last user message where the ask starts...
 ASK_TAIL = 600  # ...and where a closing question is
 OWN_MAX = 1500  # at most this much of the head is the user's own words
-PARA_MAX = 500  # a longer paragraph after the first is material, unless it asks something
+PARA_MAX = 500  # a longer paragraph is material, unless its head or tail asks something...
+HEAD_TAIL = 300  # ...in this many characters (or it is the first of a short message)
 SYSTEM_HEAD = 600  # the role and the task
 SAMPLE_CHARS = 6000  # the code/notation sample: head of the last user message and tool results
 MAX_SCAN = 16_000  # fences and document separators are counted in the first this many characters
@@ -102,7 +103,8 @@ def split_ask(content: Any) -> tuple[str, bool, int]:
         s = para.strip()
         if not s:
             continue
-        if _material(s) or (own and len(s) > PARA_MAX and not asks(s)):
+        if _material(s) or (len(s) > PARA_MAX and not (asks(s[:HEAD_TAIL]) or asks(s[-HEAD_TAIL:]))
+                            and (own or n > OWN_MAX)):
             break
         own.append(s[:room])
         room -= len(s) + 2

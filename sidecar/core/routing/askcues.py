@@ -66,7 +66,7 @@ ACTION = _cue("""book schedule order reschedule cancel find search file ticket l
 # --- hard work ------------------------------------------------------------------------------------
 PROVE = _cue("""prove proof proofs disprove derive derivation rigorous rigorously counterexample
     recurrence invariant induction justify bound bounds optimal optimality
-    uniqueness amortised amortized""", "show that", "closed form", "show your",
+    uniqueness amortised amortized""", "show that", "closed form", "show your", "find all",
              "prove or", "is the claim")
 DESIGN = _cue("""design architecture architect redesign interfaces boundaries tradeoffs
     tradeoff scalability failover replication residency idempotency idempotent consistency
@@ -100,7 +100,7 @@ JUDGEMENT = _cue("""should recommend recommendation recommendations decide decis
     worth""", "your call", "what do we do", "what would you", "what do i tell", "what should",
                  "who s right", "is this fine", "is it fine", "go ahead", "check it",
                  "is that right", "yes or no and", "what do i do")
-RECONCILE = _cue("""reconcile reconciliation synthesise synthesize across conflicting conflict
+RECONCILE = _cue("""reconcile reconciliation synthesise synthesize conflicting conflict
     contradict contradicts contradictory inconsistent inconsistencies discrepancies
     discrepancy audit verify proposals""", "what s wrong", "line by line", "is it wrong")
 QUANT = _cue("""compute calculate calculation quantify npv irr dcf wacc sensitivity probability
@@ -110,7 +110,8 @@ QUANT = _cue("""compute calculate calculation quantify npv irr dcf wacc sensitiv
              "break even")
 REFACTOR = _cue("""refactor refactoring restructure port porting migrate modularise plugin
     plugins decouple""", "split into", "multi file", "dependency injection", "get rid of",
-                "across the codebase", "every module")
+                "across the codebase", "across the repo", "across the repository", "every module",
+                "every import", "every call site", "all call sites")
 # --- refinements of the border between tiers (the labelling standard's own distinctions) ---------
 # an ask for a bare answer: economy whatever the material
 SHORT_ANSWER = _cue("", "yes or no", "one word", "single word", "just the number",

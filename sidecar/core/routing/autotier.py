@@ -8,8 +8,9 @@ and tool results they come with -- plus a few facts about the material and the a
 
 The weights are learned (``scripts/train_autotier.py`` on the labelled corpus in
 ``sidecar/data/autotier/``; ``sidecar.core.routing.train``) and shipped as data,
-``sidecar/data/autotier_model.json``, loaded once. The model is two linear scores on the 0-100
-scale, each a base plus points per unit of every feature:
+``sidecar/data/autotier_model.json``, loaded once. The model is two additive scores on the 0-100
+scale (``sidecar.core.routing.boost``), each a base plus, for every feature, the points of the
+interval its value falls in (a step function: a feature can count more at first, then level off):
 - the *standard score* says whether the work is more than economy: >= 35 (``Thresholds.standard``);
 - the *premium score* says whether it is premium: >= 60 (``Thresholds.premium``).
 (Two scores rather than one because some asks -- writing, summarising, ordinary code, nested
@@ -35,6 +36,7 @@ from typing import Any
 
 from sidecar.core import vocabulary
 from sidecar.core.routing.ask import ask_features
+from sidecar.core.routing.boost import Steps
 from sidecar.core.routing.features import FEATURES
 from sidecar.core.vocabulary import Tier
 
@@ -44,11 +46,21 @@ MODEL_FILE = "autotier_model.json"
 
 @dataclass(frozen=True, slots=True)
 class Weight:
-    """One feature: points per unit on each score. ``doc`` is what ``explain`` shows."""
+    """One feature: its points on each score. ``doc`` is what ``explain`` shows."""
 
-    standard: float
-    premium: float
+    standard: Steps
+    premium: Steps
     doc: str
+
+
+def _steps(part: Mapping[str, Any], name: str) -> Steps:
+    term = part["terms"].get(name)
+    if term is None:
+        return Steps((), (0.0,))
+    cuts, points = tuple(map(float, term["cuts"])), tuple(map(float, term["points"]))
+    if len(points) != len(cuts) + 1 or list(cuts) != sorted(set(cuts)):
+        raise ValueError(f"{MODEL_FILE}: {name} needs ascending cuts and one more points than cuts")
+    return Steps(cuts, points)
 
 
 def load_model(text: str | None = None) -> Mapping[str, Any]:
@@ -57,30 +69,43 @@ def load_model(text: str | None = None) -> Mapping[str, Any]:
         text = resources.files("sidecar.data").joinpath(MODEL_FILE).read_text("utf-8")
     model: dict[str, Any] = json.loads(text)
     names = model["features"]
-    for part in ("standard", "premium"):
-        if len(model[part]["points"]) != len(names):
-            raise ValueError(f"{MODEL_FILE}: {part} has {len(model[part]['points'])} points for "
-                             f"{len(names)} features")
     unknown = [n for n in names if n not in FEATURES]
     if unknown:
         raise ValueError(f"{MODEL_FILE}: unknown features {unknown}")
+    for part in ("standard", "premium"):
+        stray = sorted(set(model[part]["terms"]) - set(names))
+        if stray:
+            raise ValueError(f"{MODEL_FILE}: {part} has points for {stray}, not in its features")
+        for name in names:
+            _steps(model[part], name)
     return model
 
 
 _MODEL = load_model()
-_POINTS: tuple[tuple[str, float, float], ...] = tuple(
-    zip(_MODEL["features"], _MODEL["standard"]["points"], _MODEL["premium"]["points"], strict=True))
+_TERMS: tuple[tuple[str, Steps, Steps], ...] = tuple(
+    (n, _steps(_MODEL["standard"], n), _steps(_MODEL["premium"], n)) for n in _MODEL["features"])
 BASE: float = _MODEL["standard"]["base"]  # the standard score of a request without features
 PREMIUM_BASE: float = _MODEL["premium"]["base"]
 
+
+def _describe(steps: Steps) -> str:
+    """The points of a feature on one score, e.g. "+0 up to 0.5, +2.1 above 0.5, +3 above 1.5"."""
+    parts = [f"{steps.values[0]:+g} up to {steps.cuts[0]:.3g}" if steps.cuts else
+             f"{steps.values[0]:+g}"]
+    parts += [f"{v:+g} above {c:.3g}" for c, v in zip(steps.cuts, steps.values[1:], strict=True)]
+    return ", ".join(parts)
+
+
 WEIGHTS: Mapping[str, Weight] = MappingProxyType({
-    **{name: Weight(a, b, f"{FEATURES[name]} Points per unit: {a:+.1f} on the standard score, "
-                          f"{b:+.1f} on the premium score.") for name, a, b in _POINTS},
-    "premium_score": Weight(0.0, 0.0, f"the premium score reached the premium threshold, so it "
-                                      f"is the score: it starts {PREMIUM_BASE - BASE:+.1f} points "
-                                      f"from the standard score's base."),
-    "below_premium": Weight(0.0, 0.0, "the standard score passed the premium threshold but the "
-                                      "premium score did not: the score is capped just under it."),
+    **{name: Weight(a, b, f"{FEATURES[name]} Points on the standard score: {_describe(a)}; on "
+                          f"the premium score: {_describe(b)}.") for name, a, b in _TERMS},
+    "premium_score": Weight(Steps((), (0.0,)), Steps((), (0.0,)),
+                            f"the premium score reached the premium threshold, so it is the "
+                            f"score: it starts {PREMIUM_BASE - BASE:+.1f} points from the "
+                            f"standard score's base."),
+    "below_premium": Weight(Steps((), (0.0,)), Steps((), (0.0,)),
+                            "the standard score passed the premium threshold but the premium "
+                            "score did not: the score is capped just under it."),
 })
 
 
@@ -123,13 +148,12 @@ def score_request(body: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRE
     x = ask_features(body)
     standard: list[tuple[str, float]] = []
     premium: list[tuple[str, float]] = []
-    for name, a, b in _POINTS:
-        v = x.get(name)
-        if v:
-            if pa := round(a * v, 2):
-                standard.append((name, pa))
-            if pb := round(b * v, 2):
-                premium.append((name, pb))
+    for name, a, b in _TERMS:
+        v = x.get(name, 0.0)
+        if pa := a.at(v):
+            standard.append((name, pa))
+        if pb := b.at(v):
+            premium.append((name, pb))
     s_standard = BASE + sum(p for _, p in standard)
     s_premium = PREMIUM_BASE + sum(p for _, p in premium)
     if s_premium >= thresholds.premium:

@@ -1,14 +1,16 @@
-"""Training the auto tier's model: an ordinal logistic regression, in pure Python.
+"""Training the auto tier's model, in pure Python: choosing it by cross-validation and building
+the model file.
 
-The model is one linear score ``z = sum(w[f] * x[f])`` over the features of
-``sidecar.core.routing.ask`` and two cut points on it: ``z >= cut[0]`` is standard or above,
-``z >= cut[1]`` premium. It is fitted as two logistic regressions that share the weights ("all
-thresholds": P(tier >= standard) = sigmoid(z - b1), P(tier >= premium) = sigmoid(z - b2)) with an
-L2 penalty on the weights, by Newton's method with a backtracking line search: a fixed number of
-iterations, no randomness, so the same rows always give the same weights.
+The shipped model is two additive logistic models (``sidecar.core.routing.boost``): P(tier >=
+standard) and P(tier = premium), each a sum of step functions of one feature, fitted by boosting
+stumps; the number of boosting rounds and the margins are chosen by leave-one-batch-out
+cross-validation (``trials``, ``choose``) and ``build`` writes the chosen model as points.
 
-Features are divided by their root mean square on the training rows before fitting (so one
-penalty suits them all) and the weights are returned in the features' own units.
+For comparison, the previous rounds' linear model (``fit``, ``fit_pair``, ``linear``): logistic
+regressions over the same features, ``z = sum(w[f] * x[f])`` with one cut point per level (``fit``
+with labels 0..2 is the ordinal "all thresholds" model sharing the weights), an L2 penalty,
+fitted by Newton's method with a backtracking line search on features divided by their root
+mean square. Both fits are deterministic: the same rows always give the same model.
 
 ``margins`` then lower each cut by a number of logit units: when torn between two tiers, prefer
 the higher one (a premium request sent to economy costs more than the reverse).
@@ -19,9 +21,12 @@ the higher one (a premium request sent to economy costs more than the reverse).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from math import exp, log1p, sqrt, sumprod
+from typing import Protocol
+
+from sidecar.core.routing.boost import RATE, Additive, boost
 
 TIERS = ("economy", "standard", "premium")
 ITERATIONS = 25  # Newton steps at most (it stops earlier once the loss no longer improves)
@@ -38,6 +43,10 @@ class Fitted:
 
     def z(self, x: Mapping[str, float]) -> float:
         return sum(w * x.get(n, 0.0) for n, w in zip(self.names, self.weights, strict=True))
+
+    def logit(self, x: Mapping[str, float]) -> float:
+        """The logit of a binary fit (one cut): z - cut."""
+        return self.z(x) - self.cuts[0]
 
 
 def _softplus(t: float) -> float:
@@ -149,18 +158,42 @@ def _solve(a: list[list[float]], g: list[float]) -> list[float]:
 
 
 def fit_pair(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Sequence[str], *,
-             l2: float, iterations: int = ITERATIONS,
-             sample_weights: Sequence[float] | None = None) -> tuple[Fitted, Fitted]:
-    """The model's two logistic regressions: P(tier >= standard) and P(tier = premium)."""
-    a = fit(rows, [int(y >= 1) for y in labels], names, l2=l2, iterations=iterations,
-            sample_weights=sample_weights)
-    b = fit(rows, [int(y >= 2) for y in labels], names, l2=l2, iterations=iterations,
-            sample_weights=sample_weights)
+             l2: float, iterations: int = ITERATIONS) -> tuple[Fitted, Fitted]:
+    """The linear model's two logistic regressions: P(tier >= standard) and P(tier = premium)."""
+    a = fit(rows, [int(y >= 1) for y in labels], names, l2=l2, iterations=iterations)
+    b = fit(rows, [int(y >= 2) for y in labels], names, l2=l2, iterations=iterations)
     return a, b
 
 
+class Scorer(Protocol):
+    def logit(self, x: Mapping[str, float]) -> float: ...
+
+
+# fit on (rows, labels 0..2, names): one (standard, premium) pair per setting of a grid
+PairFitter = Callable[[Sequence[Mapping[str, float]], Sequence[int], Sequence[str]],
+                      list[tuple[Scorer, Scorer]]]
+
+
+def additive(rounds: Sequence[int]) -> PairFitter:
+    """The additive model after each of ``rounds`` boosting rounds (one fit per score)."""
+    def fitter(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
+               names: Sequence[str]) -> list[tuple[Scorer, Scorer]]:
+        a = boost(rows, [int(y >= 1) for y in labels], names, rounds=max(rounds), checkpoints=rounds)
+        b = boost(rows, [int(y >= 2) for y in labels], names, rounds=max(rounds), checkpoints=rounds)
+        return list(zip(a, b, strict=True))
+    return fitter
+
+
+def linear(l2_grid: Sequence[float]) -> PairFitter:
+    """The linear model, one fit per regularisation of ``l2_grid``."""
+    def fitter(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
+               names: Sequence[str]) -> list[tuple[Scorer, Scorer]]:
+        return [fit_pair(rows, labels, names, l2=l2) for l2 in l2_grid]
+    return fitter
+
+
 def decide(standard: float, premium: float, margins: tuple[float, float] = (0.0, 0.0)) -> int:
-    """The tier (0, 1, 2) from the two logits (z - cut): premium when the premium logit is above
+    """The tier (0, 1, 2) from the two logits: premium when the premium logit is above
     -margin[1], else standard when the standard logit is above -margin[0], else economy."""
     return 2 if premium >= -margins[1] else 1 if standard >= -margins[0] else 0
 
@@ -170,30 +203,30 @@ class Fold:
     group: str
     ids: tuple[int, ...]  # indexes of the tested rows
     labels: tuple[int, ...]
-    logits: tuple[tuple[float, float], ...]  # per tested row: (standard, premium) z - cut
+    logits: tuple[tuple[float, float], ...]  # per tested row: (standard, premium) logits
 
     def chosen(self, margins: tuple[float, float] = (0.0, 0.0)) -> list[int]:
         return [decide(a, b, margins) for a, b in self.logits]
 
 
 def cross_validate(rows: Sequence[Mapping[str, float]], labels: Sequence[int], groups: Sequence[str],
-                   names: Sequence[str], *, l2: float, iterations: int = ITERATIONS,
-                   always: Sequence[bool] | None = None,
-                   sample_weights: Sequence[float] | None = None) -> list[Fold]:
+                   names: Sequence[str], fitter: PairFitter, *,
+                   always: Sequence[bool] | None = None) -> list[list[Fold]]:
     """Leave one group out: for each group (in order of first appearance), fit on the others
-    (and on the rows marked ``always``, which are never tested) and score the group."""
+    (and on the rows marked ``always``, which are never tested) and score the group. One list of
+    folds per setting of the fitter's grid."""
     keep = list(always) if always is not None else [False] * len(rows)
-    sw = list(sample_weights) if sample_weights is not None else [1.0] * len(rows)
-    folds = []
+    out: list[list[Fold]] = []
     for g in dict.fromkeys(gr for gr, a in zip(groups, keep, strict=True) if not a):
         train = [i for i, gr in enumerate(groups) if gr != g or keep[i]]
         test = [i for i, gr in enumerate(groups) if gr == g and not keep[i]]
-        a, b = fit_pair([rows[i] for i in train], [labels[i] for i in train], names, l2=l2,
-                        iterations=iterations, sample_weights=[sw[i] for i in train])
-        folds.append(Fold(g, tuple(test), tuple(labels[i] for i in test),
-                          tuple((a.z(rows[i]) - a.cuts[0], b.z(rows[i]) - b.cuts[0])
-                                for i in test)))
-    return folds
+        pairs = fitter([rows[i] for i in train], [labels[i] for i in train], names)
+        while len(out) < len(pairs):
+            out.append([])
+        for folds, (a, b) in zip(out, pairs, strict=True):
+            folds.append(Fold(g, tuple(test), tuple(labels[i] for i in test),
+                              tuple((a.logit(rows[i]), b.logit(rows[i])) for i in test)))
+    return out
 
 
 def pooled(folds: Sequence[Fold], margins: tuple[float, float] = (0.0, 0.0)) -> list[list[int]]:
@@ -222,7 +255,7 @@ def summary(matrix: list[list[int]]) -> tuple[float, float]:
 
 # --- choosing by cross-validation and building the model file -------------------------------------
 
-L2_GRID = (0.003, 0.01, 0.03, 0.1)
+ROUNDS_GRID = (100, 200, 300, 400, 600)
 MARGIN_GRID = ((0.0, 0.0), (0.25, 0.0), (0.0, 0.25), (0.25, 0.25), (0.5, 0.25), (0.5, 0.5))
 MAX_PREMIUM_TO_ECONOMY = 0.02  # under cross-validation, to keep a margin below the bar of 3%
 POINTS_PER_LOGIT = 6.25  # 25 points (from standard at 35 to premium at 60) span four logits
@@ -230,7 +263,7 @@ POINTS_PER_LOGIT = 6.25  # 25 points (from standard at 35 to premium at 60) span
 
 @dataclass(frozen=True, slots=True)
 class Trial:
-    l2: float
+    rounds: int
     margins: tuple[float, float]
     matrix: list[list[int]]  # pooled over the folds
     per_group: dict[str, float]  # exact accuracy of each held-out group
@@ -246,14 +279,14 @@ class Trial:
 
 def trials(rows: Sequence[Mapping[str, float]], labels: Sequence[int], groups: Sequence[str],
            names: Sequence[str], *, always: Sequence[bool] | None = None,
-           l2_grid: Sequence[float] = L2_GRID,
+           rounds_grid: Sequence[int] = ROUNDS_GRID,
            margin_grid: Sequence[tuple[float, float]] = MARGIN_GRID) -> list[Trial]:
-    """Leave-one-group-out results of every (l2, margins) of the grids."""
+    """Leave-one-group-out results of every (rounds, margins) of the grids."""
     out = []
-    for l2 in l2_grid:
-        folds = cross_validate(rows, labels, groups, names, l2=l2, always=always)
+    settings = cross_validate(rows, labels, groups, names, additive(rounds_grid), always=always)
+    for rounds, folds in zip(rounds_grid, settings, strict=True):
         for m in margin_grid:
-            out.append(Trial(l2, m, pooled(folds, m),
+            out.append(Trial(rounds, m, pooled(folds, m),
                              {f.group: summary(pooled([f], m))[0] for f in folds}))
     return out
 
@@ -261,27 +294,34 @@ def trials(rows: Sequence[Mapping[str, float]], labels: Sequence[int], groups: S
 def choose(results: Sequence[Trial]) -> Trial:
     """The best exact accuracy among the trials whose premium -> economy rate is at most
     MAX_PREMIUM_TO_ECONOMY (all trials if none is); ties go to the larger margins (prefer the
-    higher tier), then to the larger l2 (the simpler model)."""
+    higher tier), then to fewer rounds (the simpler model)."""
     safe = [t for t in results if t.premium_to_economy <= MAX_PREMIUM_TO_ECONOMY] or list(results)
-    return max(safe, key=lambda t: (round(t.exact, 6), sum(t.margins), t.l2))
+    return max(safe, key=lambda t: (round(t.exact, 6), sum(t.margins), -t.rounds))
 
 
 def build(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Sequence[str], *,
-          l2: float, margins: tuple[float, float]) -> dict[str, object]:
-    """Fit on all rows and express the two scores in points: ``base`` plus points per unit of
-    each feature, 35 on the standard score where P(>= standard) = sigmoid(-margins[0]), 60 on the
-    premium score where P(premium) = sigmoid(-margins[1])."""
-    a, b = fit_pair(rows, labels, names, l2=l2)
+          rounds: int, margins: tuple[float, float]) -> dict[str, object]:
+    """Fit on all rows and express the two scores in points: a ``base`` plus, per feature, the
+    points of each interval of its values (``cuts``), 35 on the standard score where P(>=
+    standard) = sigmoid(-margins[0]), 60 on the premium score where P(premium) =
+    sigmoid(-margins[1])."""
+    (a, b), = additive((rounds,))(rows, labels, names)
+    assert isinstance(a, Additive) and isinstance(b, Additive)
     k = POINTS_PER_LOGIT
+
+    def points(m: Additive, at: float, margin: float) -> dict[str, object]:
+        return {"base": round(at + k * (margin + m.base), 2),
+                "terms": {n: {"cuts": [_r(c) for c in s.cuts],
+                              "points": [round(k * v, 2) for v in s.values]}
+                          for n, s in m.terms.items()}}
+
+    used = [n for n in names if n in a.terms or n in b.terms]
     return {
-        "features": list(names),
-        "standard": {"base": round(35.0 + k * (margins[0] - a.cuts[0]), 2),
-                     "points": [round(k * w, 3) for w in a.weights]},
-        "premium": {"base": round(60.0 + k * (margins[1] - b.cuts[0]), 2),
-                    "points": [round(k * w, 3) for w in b.weights]},
-        "fit": {"l2": l2, "margins": list(margins), "points_per_logit": k,
-                "newton_steps": [a.iterations, b.iterations], "loss": [_r(a.loss), _r(b.loss)],
-                "rms": {n: _r(s) for n, s in zip(names, a.scale, strict=True)}},
+        "features": used,
+        "standard": points(a, 35.0, margins[0]),
+        "premium": points(b, 60.0, margins[1]),
+        "fit": {"model": "additive: boosted stumps", "rounds": rounds, "rate": RATE,
+                "margins": list(margins), "points_per_logit": k},
     }
 
 
