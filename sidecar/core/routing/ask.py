@@ -41,6 +41,7 @@ SYSTEM_HEAD = 600  # the role and the task
 SAMPLE_CHARS = 6000  # the code/notation sample: head of the last user message and tool results
 MAX_SCAN = 16_000  # fences and document separators are counted in the first this many characters
 
+_SPEAKER = re.compile(r"^[A-Z][\w.' -]{0,30}: \S", re.MULTILINE)
 _QUOTED = re.compile(r'"[^"]{80,}"|“[^”]{80,}”')
 _SENTENCE = re.compile(r"[.!?\n:;]+\s*")
 
@@ -63,6 +64,8 @@ def _material(para: str) -> bool:
     words = [w for w in first.split()[:4] if any(ch.isalpha() for ch in w)]
     if len(words) >= 2 and all(w.isupper() and len(w) > 1 for w in words[:3]):
         return True  # a title in capitals: a document
+    if len(_SPEAKER.findall(para)) >= 2:
+        return True  # lines of a transcript or chat log ("Name: ...")
     return first.count("|") >= 3 or (len(first) >= 5 and first[:4].isdigit() and first[4] in "-/")
 
 
@@ -165,6 +168,7 @@ def ask_features(body: Mapping[str, Any]) -> dict[str, float]:
     greeting = 0 < len(own) < 120 and bool(first) and (first[0] in c.GREETING or b"thank" in ob)
     if not asked and not greeting and sys_len and (user_len > OWN_MAX or _hits(sw, sb, c.SYS_SIMPLE)):
         f["ask_in_system"] = 1.0  # the user message is only material: the task is the system's
+        own, ob, first = "", b"", []
     task = own + "\n" + _instructions(sys_head)
     aw, ab = _words(task)
     for name, cues in c.ASK_CUES:
