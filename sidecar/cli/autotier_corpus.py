@@ -28,7 +28,7 @@ from sidecar.core.vocabulary import TIERS
 CORPUS = "autotier"  # the folder of sidecar/data with the batches
 TRAINING_BATCHES = ("support", "docs", "dev", "agents", "reasoning", "holdout", "round2", "borders",
                     "apps", "varied", "families", "devtools", "expertise",
-                    "toolflows", "convos")
+                    "toolflows", "convos", "round3")
 OLD_SET = "autotier_eval.yaml"  # the set of issue 8, in sidecar/data: training only
 UNTOUCHED = "untouched.yaml"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -258,6 +258,9 @@ def _port_or_off(value: str) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval-tiers"]:  # its own options (argparse's REMAINDER drops a leading --flag)
+        sys.exit(autotier_eval.main(argv[1:]))
     args = parser().parse_args(argv)
     try:
         code = args.func(args)

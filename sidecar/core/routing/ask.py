@@ -213,6 +213,8 @@ def ask_features(body: Mapping[str, Any]) -> dict[str, float]:
                                   sum(m in sample for m in c.SYSTEMS_MARKS) >= 2)
         f["concurrency_code"] = min(3, sum(m in sample for m in c.CONCURRENCY_MARKS))
     f["math_notation"] = min(3, sum(m in task for m in c.MATH_MARKS))
+    f["hard_cues"] = min(6, sum(f[n] for n in c.HARD_GROUPS))  # pooled: more support per step
+    f["simple_cues"] = min(6, sum(f[n] for n in c.SIMPLE_GROUPS))
     if f["ask_summarise"] and f["ask_small"]:
         f["summary_short"] = 1.0
     if docs and _hits(aw, ab, c.SYNTHESIS):

@@ -192,3 +192,7 @@ REQUESTS = _phrases("please", "pls", "can you", "could you", "would you", "can u
                     "i want", "we need", "we want", "i d like", "tell me", "give me", "help me",
                     "let me know", "need a", "need the", "need to know", "want to know",
                     "need this", "need your", "need you to", "want a", "want your")
+# the groups pooled into hard_cues and simple_cues
+HARD_GROUPS = ("ask_prove", "ask_design", "ask_root_cause", "ask_security", "ask_case",
+               "ask_judgement", "ask_reconcile", "ask_quant")
+SIMPLE_GROUPS = ("ask_extract", "ask_classify", "ask_translate", "ask_rewrite", "ask_small")

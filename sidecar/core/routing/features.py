@@ -74,6 +74,11 @@ FEATURES: Mapping[str, str] = MappingProxyType({
                      "inconsistencies, audit, verify, proposals, line by line...).",
     "ask_quant": "the ask is quantitative analysis (compute, calculate, quantify, NPV, "
                  "probability, significance, optimise, forecast, do the maths...).",
+    "hard_cues": "all the hard-work cues of the ask together (prove, design, root cause, "
+                 "security, rules applied to a case, judgement, reconcile, quantitative; at "
+                 "most 6): one signal with more evidence behind it than each group's.",
+    "simple_cues": "all the simple-work cues of the ask together (extract, classify, translate, "
+                   "rewrite, small work; at most 6).",
     # -- the border between tiers, as the labelling standard draws it ---------------------------
     "short_answer": "the ask wants a bare answer (yes or no, one word, just the number, short "
                     "answer...): economy whatever the material.",
