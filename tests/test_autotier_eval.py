@@ -34,19 +34,20 @@ from sidecar.cli.autotier_eval import (
     main,
     tier_prices,
 )
+from sidecar.cli.main import main as cli_main
 from sidecar.core.config.catalog import Catalog, parse_models
 from sidecar.core.routing import train
 from sidecar.core.routing.autotier import TIERS, load_model
 
-# The untouched batch (untouched.yaml) was evaluated once, at the end of the round that made
-# holdout.yaml a training batch, with the model as shipped: 84 of 132 exact (63.6%), 1 of 44
-# premium sent to economy (2.3%). The issue's bar is >= 75% exact (MIN_ACCURACY: not reached) and
-# < 3% premium -> economy (reached). The floor and ceiling are what was got, so that a change
-# that makes it worse fails; nothing was tuned on this batch, and its per-entry results were not
-# looked at.
-UNTOUCHED_SIZE = 132
-UNTOUCHED_FLOOR_ACCURACY = 84 / 132
-UNTOUCHED_CEILING_PREMIUM_TO_ECONOMY = 1 / 44
+# The untouched batch (untouched.yaml, round 4's) was evaluated once, at the end of the round that
+# made round3.yaml a training batch, with the model as shipped: 116 of 150 exact (77.3%), 1 of 50
+# premium sent to economy (2.0%). The issue's bar is >= 75% exact (MIN_ACCURACY) and < 3% premium
+# -> economy: both reached on this batch (round 3's untouched batch, with the previous model, got
+# 70.0% and 6.0%). The floor and ceiling are what was got, so that a change that makes it worse
+# fails; nothing was tuned on this batch, and its per-entry results were not looked at.
+UNTOUCHED_SIZE = 150
+UNTOUCHED_FLOOR_ACCURACY = 116 / 150
+UNTOUCHED_CEILING_PREMIUM_TO_ECONOMY = 1 / 50
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,8 @@ def test_every_batch_is_valid_and_ids_are_unique_across_batches(untouched: list[
     for e in entries:
         assert e.tier in TIERS and e.category in CATEGORIES, e.id
         assert len(e.why.split()) >= 4, e.id
-        assert any(m.get("role") == "user" for m in e.request["messages"]), e.id
+        # someone gives the task: a user, or the system prompt of an autonomous agent loop
+        assert any(m.get("role") in ("user", "system") for m in e.request["messages"]), e.id
     batches = collections.Counter(e.batch for e in entries)
     assert set(batches) == {*TRAINING_BATCHES, "old", "untouched"}
     assert "holdout" in TRAINING_BATCHES  # the previous round's untouched batch, now trained on
@@ -85,7 +87,8 @@ def test_a_family_stays_in_one_batch(untouched: list[Entry]) -> None:
     for e in load_training() + untouched:
         if e.family:
             batches_of[e.family].add(e.batch)
-    assert batches_of and all(len(b) == 1 for b in batches_of.values())
+    assert batches_of and all(len(b) == 1 for b in batches_of.values()), \
+        {f: b for f, b in batches_of.items() if len(b) > 1}
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -154,9 +157,10 @@ def test_choose_prefers_accuracy_within_the_premium_to_economy_bound() -> None:
 
 
 def test_the_untouched_batch(untouched: list[Entry]) -> None:
-    """On a batch nothing was chosen on: no worse than when it was first evaluated (the issue's bar
-    of >= 75% exact was not reached; < 3% premium -> economy was)."""
+    """On a batch nothing was chosen on: no worse than when it was first evaluated, which meets the
+    issue's bar (>= 75% exact, < 3% premium -> economy)."""
     assert UNTOUCHED_CEILING_PREMIUM_TO_ECONOMY < MAX_PREMIUM_TO_ECONOMY
+    assert UNTOUCHED_FLOOR_ACCURACY >= MIN_ACCURACY
     report = evaluate(untouched)  # per-entry results are not looked at: numbers only
     assert report.total == UNTOUCHED_SIZE
     assert report.accuracy >= UNTOUCHED_FLOOR_ACCURACY, f"{report.accuracy:.1%}"
@@ -206,9 +210,10 @@ def test_main_prints_the_report(untouched: list[Entry], capsys: pytest.CaptureFi
                  "premium -> economy", "confusion", "Cross-validation", "by batch",
                  "of all-premium", "share routed", "Prices", "now training batches"):
         assert text in out
-    assert all(f"  {b:<14}" in out for b in TRAINING_BATCHES)  # CV over the six batches
-    # --check holds the model to the issue's bar (>= 75% exact), which it does not reach
-    assert main(["--check", "--no-cv"]) == (0 if MIN_ACCURACY <= UNTOUCHED_FLOOR_ACCURACY else 1)
+    assert all(f"  {b:<14}" in out for b in TRAINING_BATCHES)  # CV over every training batch
+    # --check holds the model to the issue's bar on the untouched batch; a stricter bar fails
+    assert main(["--check", "--no-cv"]) == 0
+    assert main(["--check", "--no-cv", "--standard", "0", "--premium", "0"]) == 1
 
 
 def test_main_evaluates_a_given_set_and_refuses_bad_input(tmp_path: Any,
@@ -219,6 +224,9 @@ def test_main_evaluates_a_given_set_and_refuses_bad_input(tmp_path: Any,
     assert main(["--set", str(path), "--no-cv", "--misses"]) == 0
     out = capsys.readouterr().out
     assert "exact-tier accuracy  100.0%" in out and "Misrouted entries" in out
+    with pytest.raises(SystemExit) as done:  # the same through the model-router command
+        cli_main(["eval-tiers", "--set", str(path), "--no-cv"])
+    assert done.value.code == 0 and "exact-tier accuracy  100.0%" in capsys.readouterr().out
     assert main(["--standard", "80", "--premium", "60"]) == 2
     assert "auto_tier.standard" in capsys.readouterr().out
     path.write_text("entries: nope\n")
