@@ -379,3 +379,11 @@ def test_the_model_file_has_its_parts() -> None:
         load_model(json.dumps({**model, "features": ["nope", *model["features"][1:]]}))
     with pytest.raises(ValueError, match="points"):
         load_model(json.dumps({**model, "features": model["features"][1:]}))
+    name = next(iter(model["standard"]["terms"]))
+    for term, error in [({"cuts": [1.0, 0.5], "points": [0, 1, 2]}, "ascending cuts"),
+                        ({"cuts": [0.5], "points": [0]}, "one more points"),
+                        ({"cuts": [0.5], "points": [1.5, 2]}, "points at 0")]:
+        broken = {**model, "standard": {**model["standard"],
+                                        "terms": {**model["standard"]["terms"], name: term}}}
+        with pytest.raises(ValueError, match=error):
+            load_model(json.dumps(broken))

@@ -227,6 +227,10 @@ def test_main_evaluates_a_given_set_and_refuses_bad_input(tmp_path: Any,
     with pytest.raises(SystemExit) as done:  # the same through the model-router command
         cli_main(["eval-tiers", "--set", str(path), "--no-cv"])
     assert done.value.code == 0 and "exact-tier accuracy  100.0%" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        cli_main(["eval-tiers", "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "model-router eval-tiers" in out and ">= 75%" in out and "< 3%" in out
     assert main(["--standard", "80", "--premium", "60"]) == 2
     assert "auto_tier.standard" in capsys.readouterr().out
     path.write_text("entries: nope\n")

@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cv", action="store_true", help="skip the cross-validation")
     p.add_argument("--misses", action="store_true", help="list the misrouted entries")
     p.add_argument("--check", action="store_true",
-                   help=f"exit 1 unless, on the untouched batch, accuracy >= {MIN_ACCURACY:.0%} and "
-                        f"premium->economy < {MAX_PREMIUM_TO_ECONOMY:.0%}")
+                   help=f"exit 1 unless, on the untouched batch, accuracy >= {MIN_ACCURACY:.0%}% and "
+                        f"premium->economy < {MAX_PREMIUM_TO_ECONOMY:.0%}%")  # %%: argparse's
     args = p.parse_args(argv)
     try:
         thresholds = Thresholds(standard=args.standard, premium=args.premium)

@@ -228,11 +228,9 @@ def parser() -> argparse.ArgumentParser:
 
     catalog.add_parser(sub)
 
-    evaluate = sub.add_parser("eval-tiers", help="evaluate tier auto on the labelled set: "
-                              "accuracy, confusion matrix, tier shares, cost vs all-premium",
-                              add_help=False)
-    evaluate.add_argument("args", nargs=argparse.REMAINDER)
-    evaluate.set_defaults(func=lambda a: autotier_eval.main(a.args))
+    # listed here for --help; main() hands its arguments to autotier_eval.main untouched
+    sub.add_parser("eval-tiers", help="evaluate tier auto on the labelled set: accuracy, "
+                   "confusion matrix, tier shares, cost vs all-premium", add_help=False)
 
     env = sub.add_parser("env", help="print the variables an app needs to use the sidecar")
     env.add_argument("--app", help="the app name to put in the proxy URL (match: proxy_user)")
@@ -259,7 +257,7 @@ def _port_or_off(value: str) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["eval-tiers"]:  # its own options (argparse's REMAINDER drops a leading --flag)
+    if argv[:1] == ["eval-tiers"]:  # its own parser (a REMAINDER subparser drops a leading --flag)
         sys.exit(autotier_eval.main(argv[1:]))
     args = parser().parse_args(argv)
     try:

@@ -53,14 +53,19 @@ class Weight:
     doc: str
 
 
+_NO_POINTS = Steps((), (0.0,))
+
+
 def _steps(part: Mapping[str, Any], name: str) -> Steps:
     term = part["terms"].get(name)
     if term is None:
-        return Steps((), (0.0,))
-    cuts, points = tuple(map(float, term["cuts"])), tuple(map(float, term["points"]))
-    if len(points) != len(cuts) + 1 or list(cuts) != sorted(set(cuts)):
+        return _NO_POINTS
+    steps = Steps(tuple(map(float, term["cuts"])), tuple(map(float, term["points"])))
+    if len(steps.values) != len(steps.cuts) + 1 or list(steps.cuts) != sorted(set(steps.cuts)):
         raise ValueError(f"{MODEL_FILE}: {name} needs ascending cuts and one more points than cuts")
-    return Steps(cuts, points)
+    if steps.at(0.0):  # a feature that is absent adds nothing: the base holds it
+        raise ValueError(f"{MODEL_FILE}: {name} has {steps.at(0.0):+g} points at 0, not 0")
+    return steps
 
 
 def load_model(text: str | None = None) -> Mapping[str, Any]:
@@ -99,11 +104,11 @@ def _describe(steps: Steps) -> str:
 WEIGHTS: Mapping[str, Weight] = MappingProxyType({
     **{name: Weight(a, b, f"{FEATURES[name]} Points on the standard score: {_describe(a)}; on "
                           f"the premium score: {_describe(b)}.") for name, a, b in _TERMS},
-    "premium_score": Weight(Steps((), (0.0,)), Steps((), (0.0,)),
+    "premium_score": Weight(_NO_POINTS, _NO_POINTS,
                             f"the premium score reached the premium threshold, so it is the "
                             f"score: it starts {PREMIUM_BASE - BASE:+.1f} points from the "
                             f"standard score's base."),
-    "below_premium": Weight(Steps((), (0.0,)), Steps((), (0.0,)),
+    "below_premium": Weight(_NO_POINTS, _NO_POINTS,
                             "the standard score passed the premium threshold but the premium "
                             "score did not: the score is capped just under it."),
 })
@@ -149,7 +154,9 @@ def score_request(body: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRE
     standard: list[tuple[str, float]] = []
     premium: list[tuple[str, float]] = []
     for name, a, b in _TERMS:
-        v = x.get(name, 0.0)
+        v = x.get(name)
+        if not v:
+            continue  # every term is 0 at 0 (load_model checks)
         if pa := a.at(v):
             standard.append((name, pa))
         if pb := b.at(v):

@@ -50,7 +50,7 @@ class Additive:
         return {n: v for n, s in self.terms.items() if (v := s.at(x.get(n, 0.0)))}
 
 
-def _sigmoid(t: float) -> float:
+def sigmoid(t: float) -> float:
     if t >= 0:
         return 1.0 / (1.0 + exp(-t))
     e = exp(t)
@@ -92,7 +92,7 @@ def boost(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Seq
     out: list[Additive] = []
     marks = sorted({*(c for c in checkpoints if 0 < c < rounds), rounds})
     for r in range(1, rounds + 1):
-        p = [_sigmoid(v) for v in f]
+        p = [sigmoid(v) for v in f]
         g = [pi - yi for pi, yi in zip(p, labels, strict=True)]
         h = [max(pi * (1 - pi), 1e-6) for pi in p]
         gt, ht = sum(g), sum(h)

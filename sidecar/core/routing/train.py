@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from math import exp, log1p, sqrt, sumprod
 from typing import Protocol
 
-from sidecar.core.routing.boost import RATE, Additive, boost
+from sidecar.core.routing.boost import RATE, Additive, boost, sigmoid
 
 TIERS = ("economy", "standard", "premium")
 ITERATIONS = 25  # Newton steps at most (it stops earlier once the loss no longer improves)
@@ -53,20 +53,11 @@ def _softplus(t: float) -> float:
     return t + log1p(exp(-t)) if t > 0 else log1p(exp(t))
 
 
-def _sigmoid(t: float) -> float:
-    if t >= 0:
-        return 1.0 / (1.0 + exp(-t))
-    e = exp(t)
-    return e / (1.0 + e)
-
 
 def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Sequence[str], *,
-        l2: float = 0.01, iterations: int = ITERATIONS, sample_weights: Sequence[float] | None = None
-        ) -> Fitted:
+        l2: float = 0.01, iterations: int = ITERATIONS) -> Fitted:
     """Fit the model on ``rows`` (feature -> value) labelled 0, 1 or 2 (economy .. premium)."""
     n, d = len(rows), len(names)
-    sw = list(sample_weights) if sample_weights is not None else [1.0] * n
-    total = sum(sw)
     scale = []
     cols: list[list[float]] = []
     for name in names:
@@ -77,7 +68,7 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Seque
     xrows = [list(t) for t in zip(*cols, strict=True)] if d else [[] for _ in range(n)]
     levels = tuple(range(max(labels, default=1) or 1))  # one threshold per level above 0
     ge = [[1.0 if y > k else 0.0 for y in labels] for k in levels]
-    lam = l2 * total  # the penalty is l2/2 * |w|^2 per unit of sample weight
+    lam = l2 * n  # the penalty is l2/2 * |w|^2 per row
 
     def loss(w: list[float], b: list[float]) -> float:
         value = 0.5 * lam * sumprod(w, w)
@@ -85,7 +76,7 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Seque
             z = sumprod(w, x)
             for k in levels:
                 t = z - b[k]
-                value += sw[i] * _softplus(-t if ge[k][i] else t)
+                value += _softplus(-t if ge[k][i] else t)
         return value
 
     w, b = [0.0] * d, [k - 0.5 * (len(levels) - 1) for k in levels]
@@ -100,9 +91,9 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Seque
         hzb = [[0.0] * n for _ in levels]
         for k in levels:
             for i in range(n):
-                p = _sigmoid(zs[i] - b[k])
-                g = sw[i] * (p - ge[k][i])
-                h = sw[i] * p * (1 - p)
+                p = sigmoid(zs[i] - b[k])
+                g = p - ge[k][i]
+                h = p * (1 - p)
                 gz[i] += g
                 hz[i] += h
                 gb[k] -= g
@@ -134,7 +125,7 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[int], names: Seque
         if improvement < 1e-10 * max(1.0, abs(current)):
             break
     return Fitted(tuple(names), tuple(wj / s for wj, s in zip(w, scale, strict=True)),
-                  tuple(b), tuple(scale), done, current / total)
+                  tuple(b), tuple(scale), done, current / n)
 
 
 def _solve(a: list[list[float]], g: list[float]) -> list[float]:
